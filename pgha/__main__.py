@@ -1,0 +1,3 @@
+from pgha.cli import main
+
+main()

@@ -1,0 +1,270 @@
+"""Local agent settings: one YAML file, overridden by `PGHA_`-prefixed environment variables.
+
+Nested keys use `__` in the environment (`PGHA_POSTGRES__DATA_DIR`), lists are JSON
+(`PGHA_ETCD__ENDPOINTS='["http://a:2379","http://b:2379"]'`). Unknown keys are errors, so a
+typo never silently falls back to a default. The timers (ttl, loop_wait, retry_timeout,
+safety_margin) only seed the cluster's dynamic configuration at bootstrap; afterwards the
+copy in etcd is the one the agents follow.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from pgha.errors import ConfigError
+
+GUARD_POLL_INTERVAL_SECONDS = 0.5
+"""How often the guard process looks at the fencing deadline; safety_margin must cover two polls."""
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """Split `host:port` (IPv6 as `[::1]:5432`) into its parts; raises ValueError when malformed."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"expected host:port, got {address!r}")
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ValueError(f"port must be between 1 and 65535, got {port}")
+    return host.strip("[]"), port
+
+
+def _check_address(address: str) -> str:
+    split_address(address)
+    return address
+
+
+def _check_endpoint(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("http", "https"):
+        raise ValueError(f"expected http://host:port or https://host:port, got {url!r}")
+    _check_address(rest.rstrip("/"))
+    return url.rstrip("/")
+
+
+Address = Annotated[str, AfterValidator(_check_address)]
+EtcdEndpoint = Annotated[str, AfterValidator(_check_endpoint)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Credentials(_Section):
+    """A database user; the password comes from the file, `password_file` or the environment."""
+
+    username: str
+    password: SecretStr | None = None
+    password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> Self:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give either password or password_file, not both")
+        return self
+
+    def secret(self) -> str | None:
+        """The password itself, read from `password_file` when that is how it was given."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return self.password_file.read_text().strip()
+        return None
+
+
+class EtcdSettings(_Section):
+    endpoints: list[EtcdEndpoint] = Field(default=["http://127.0.0.1:2379"], min_length=1)
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    ca_cert: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    timeout: float = Field(default=2.0, gt=0, description="seconds per etcd request")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key go together: give both or neither")
+        has_password = self.password is not None or self.password_file is not None
+        if has_password and self.username is None:
+            raise ValueError("a password needs a username")
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give either password or password_file, not both")
+        return self
+
+    def secret(self) -> str | None:
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return self.password_file.read_text().strip()
+        return None
+
+
+class PostgresSettings(_Section):
+    data_dir: Path
+    bin_dir: Path = Path("/usr/lib/postgresql/15/bin")
+    listen: Address = "127.0.0.1:5432"
+    connect_address: Address = "127.0.0.1:5432"
+    socket_dir: Path = Field(
+        default=Path("/run/postgresql"),
+        description="unix socket directory; never the data directory (pg_basebackup copies it)",
+    )
+    superuser: Credentials = Credentials(username="postgres")
+    replication: Credentials = Credentials(username="replicator")
+    parameters: dict[str, str | int | float | bool] = {}
+    pg_hba: list[str] = []
+    os_user: str = "postgres"
+
+    @property
+    def port(self) -> int:
+        return split_address(self.listen)[1]
+
+
+class ApiSettings(_Section):
+    listen: Address = "127.0.0.1:8008"
+
+
+class Settings(BaseSettings):
+    """Everything one agent needs to know about itself and where its cluster lives."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PGHA_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    cluster: str = Field(default="main", pattern=r"^[A-Za-z0-9_.-]+$")
+    namespace: str = Field(default="pgha", pattern=r"^[A-Za-z0-9_.-]+$")
+    node: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=63)
+    etcd: EtcdSettings = EtcdSettings()
+    postgres: PostgresSettings
+    api: ApiSettings = ApiSettings()
+    ttl: int = Field(default=30, ge=2, description="seconds the leader lease lives unrenewed")
+    loop_wait: float = Field(default=10, gt=0)
+    retry_timeout: float = Field(default=7, gt=0)
+    safety_margin: float = Field(default=5, gt=0)
+
+    @model_validator(mode="after")
+    def _timers_leave_room_to_fence(self) -> Self:
+        check_timers(self.ttl, self.loop_wait, self.retry_timeout, self.safety_margin)
+        if self.etcd.timeout > self.retry_timeout:
+            raise ValueError(
+                f"etcd.timeout ({self.etcd.timeout:g} s) must not exceed retry_timeout "
+                f"({self.retry_timeout:g} s)"
+            )
+        return self
+
+    @property
+    def prefix(self) -> str:
+        """The etcd key prefix of this cluster, with a trailing slash."""
+        return f"/{self.namespace}/{self.cluster}/"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Keyword arguments beat the environment, which beats the YAML file.
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+
+
+def check_timers(ttl: float, loop_wait: float, retry_timeout: float, safety_margin: float) -> None:
+    """Raise ValueError unless a leader can always fence itself before its lease expires.
+
+    A renewal sent after loop_wait plus a slow read (retry_timeout) and itself slow
+    (retry_timeout) is known to have succeeded at t0 + loop_wait + 2 * retry_timeout; the
+    margin must still fit before ttl, and cover two polls of the guard plus a second to stop.
+    """
+    need = loop_wait + 2 * retry_timeout + safety_margin
+    if need > ttl:
+        raise ValueError(
+            f"timers leave no room to fence: loop_wait + 2 * retry_timeout + safety_margin "
+            f"= {loop_wait:g} + 2 * {retry_timeout:g} + {safety_margin:g} = {need:g} s "
+            f"exceeds ttl {ttl:g} s; raise ttl or lower the others"
+        )
+    floor = 2 * GUARD_POLL_INTERVAL_SECONDS + 1
+    if safety_margin < floor:
+        raise ValueError(f"safety_margin must be at least {floor:g} s, got {safety_margin:g} s")
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Load settings from a YAML file (if given) and the environment.
+
+    Raises ConfigError with one line per problem, each naming the key, the file and what
+    was expected.
+    """
+    source = str(config_file) if config_file is not None else "environment"
+    if config_file is not None:
+        _check_yaml_file(config_file)
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(yaml_file=config_file)
+
+    try:
+        return _FromFile(**overrides)
+    except ValidationError as exc:
+        raise ConfigError([_describe(source, error) for error in exc.errors()]) from None
+
+
+def _check_yaml_file(config_file: Path) -> None:
+    try:
+        text = config_file.read_text()
+    except OSError as exc:
+        raise ConfigError(
+            [f"{config_file}: cannot read the file ({exc.strerror}); check its path and mode"]
+        ) from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{config_file}: not valid YAML{where}: {problem}"]) from None
+    if document is not None and not isinstance(document, dict):
+        raise ConfigError(
+            [f"{config_file}: expected a mapping of keys at the top, got {type(document).__name__}"]
+        )
+
+
+def _describe(source: str, error: Any) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    kind = error["type"]
+    if kind == "missing":
+        return f"{source}: {key}: required key is missing"
+    if kind == "extra_forbidden":
+        return f"{source}: {key}: unknown key (check its spelling and section)"
+    message = error["msg"].removeprefix("Value error, ")
+    if "input" in error and kind not in ("value_error", "assertion_error"):
+        shown = error["input"]
+        if isinstance(shown, (str, int, float, bool)) and "password" not in key:
+            message = f"{message} (got {shown!r})"
+    return f"{source}: {key}: {message}"
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain data, every secret replaced by '**********'."""
+    data: dict[str, Any] = settings.model_dump(mode="json")
+    return data
