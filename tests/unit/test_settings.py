@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -33,8 +34,6 @@ safety_margin: 5
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
     for name in list(os.environ):
         if name.startswith("PGHA_"):
             monkeypatch.delenv(name)
@@ -182,5 +181,5 @@ def test_split_address(text: str, expected: tuple[str, int]) -> None:
 
 @pytest.mark.parametrize("text", ["5432", ":5432", "host:", "host:99999", "host:http"])
 def test_split_address_refuses_malformed(text: str) -> None:
-    with pytest.raises(ValueError, match="host:port|port"):
+    with pytest.raises(ValueError, match=r"host:port|port"):
         split_address(text)

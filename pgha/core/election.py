@@ -1,0 +1,180 @@
+"""Who may lead when nobody does: eligibility, lag limits, freshness, ranking, tie-break.
+
+Every node runs the same function on the same snapshot, so every node reaches the same
+winner; the ones that do not win say why ("pg3 is ahead: 0/5000060 vs 0/4FFF000").
+
+A member's position is max(received, replayed) on its timeline (traps 9a). Positions are
+compared only when fresh: published after the publisher saw the leader key missing
+(`no_leader_revision` newer than the last revision at which this node saw a leader). A
+member whose fresh position has not arrived is waited for, up to `election_wait_seconds`;
+after that its last known position still counts, so a node never takes the key from a
+member known to be ahead of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pgha.core.model import (
+    ClusterView,
+    Lsn,
+    MemberInfo,
+    Observation,
+    PgRunState,
+    Policy,
+    format_lsn,
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    position: Lsn
+    priority: int
+
+    def rank(self) -> tuple[int, int, str]:
+        """Lower sorts first: highest position, then highest priority, then name."""
+        return (-self.position, -self.priority, self.name)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    take_key: bool
+    code: str
+    reason: str
+
+
+def elect(obs: Observation, policy: Policy) -> Verdict:
+    """Decide whether this node takes the free leader key now, and why (not)."""
+    cluster = obs.cluster
+    assert cluster is not None, "elect() needs a snapshot"
+    me = _self_as_candidate(obs, policy)
+    if isinstance(me, str):
+        return Verdict(False, "not_eligible", me)
+
+    handoff = cluster.handoff
+    if handoff is not None and handoff.to_node not in (None, obs.node.name):
+        return Verdict(
+            False,
+            "wait_for_handoff",
+            f"{handoff.from_node} is handing the key to {handoff.to_node}; waiting for it",
+        )
+
+    stale = _stale_peers(obs)
+    waited = obs.now - (
+        obs.node.no_leader_since if obs.node.no_leader_since is not None else obs.now
+    )
+    if stale and waited < policy.election_wait_seconds:
+        return Verdict(
+            False,
+            "wait_for_fresh_positions",
+            f"waiting up to {policy.election_wait_seconds:g} s for fresh positions from "
+            f"{', '.join(sorted(stale))} before comparing",
+        )
+
+    rivals = [c for c in _eligible_peers(cluster, obs.node.name, policy) if c.rank() < me.rank()]
+    if rivals:
+        best = min(rivals, key=Candidate.rank)
+        return Verdict(False, "wait_for_better_candidate", _why_behind(best, me))
+    if handoff is not None:
+        return Verdict(
+            True,
+            "take_over_after_handoff",
+            f"{handoff.from_node} released the key at {format_lsn(handoff.final_lsn)} and this "
+            f"node has replayed past it ({format_lsn(me.position)})",
+        )
+    return Verdict(
+        True,
+        "take_over_expired_leader",
+        f"no leader and this node is the best eligible candidate at {format_lsn(me.position)}",
+    )
+
+
+def _self_as_candidate(obs: Observation, policy: Policy) -> Candidate | str:
+    """This node as a candidate, or the reason it may not take the key."""
+    cluster, local, node = obs.cluster, obs.local, obs.node
+    assert cluster is not None
+    if policy.tags.nofailover:
+        return "this node is tagged nofailover"
+    if node.election_backoff_until is not None and obs.now < node.election_backoff_until:
+        return "this node sits out the election after a failed promotion attempt"
+    if not node.guard_alive:
+        return "no live guard process to fence this node's Postgres: not taking the key"
+    if local.run_state is not PgRunState.RUNNING or not local.in_recovery:
+        return f"Postgres is {local.run_state.value}, not a running replica"
+    if local.position is None or local.timeline is None:
+        return "this replica's WAL position is unknown"
+    if cluster.system_identifier and local.system_identifier != cluster.system_identifier:
+        return (
+            f"this data directory belongs to another cluster (system identifier "
+            f"{local.system_identifier}, cluster {cluster.system_identifier})"
+        )
+    if local.timeline < cluster.latest_timeline:
+        return f"on timeline {local.timeline}, behind the cluster's {cluster.latest_timeline}"
+    lag = _lag_bytes(cluster, local.position)
+    if lag is not None and lag > policy.maximum_lag_on_failover_bytes:
+        return (
+            f"{lag} bytes behind the last primary position "
+            f"{format_lsn(cluster.last_primary_position)}, more than "
+            f"maximum_lag_on_failover ({policy.maximum_lag_on_failover_bytes} bytes)"
+        )
+    handoff = cluster.handoff
+    if handoff is not None and local.position <= handoff.final_lsn:
+        return (
+            f"replayed {format_lsn(local.position)}, not yet past the released primary's final "
+            f"position {format_lsn(handoff.final_lsn)}"
+        )
+    return Candidate(node.name, local.position, policy.tags.failover_priority)
+
+
+def _lag_bytes(cluster: ClusterView, position: Lsn) -> int | None:
+    if cluster.last_primary_position is None:
+        return None
+    return max(0, cluster.last_primary_position - position)
+
+
+def _peer_is_eligible(member: MemberInfo, cluster: ClusterView, policy: Policy) -> bool:
+    if member.tags.nofailover or not member.running or not member.in_recovery:
+        return False
+    if member.position is None or member.timeline is None:
+        return False
+    if member.timeline < cluster.latest_timeline:
+        return False
+    lag = _lag_bytes(cluster, member.position)
+    return lag is None or lag <= policy.maximum_lag_on_failover_bytes
+
+
+def _eligible_peers(cluster: ClusterView, me: str, policy: Policy) -> list[Candidate]:
+    return [
+        Candidate(m.name, m.position, m.tags.failover_priority)
+        for m in cluster.members.values()
+        if m.name != me and m.position is not None and _peer_is_eligible(m, cluster, policy)
+    ]
+
+
+def _stale_peers(obs: Observation) -> list[str]:
+    """Live peers that have not yet published a position after the leader vanished."""
+    cluster = obs.cluster
+    assert cluster is not None
+    since = obs.node.last_leader_revision
+    return [
+        m.name
+        for m in cluster.members.values()
+        if m.name != obs.node.name
+        and m.running
+        and (m.no_leader_revision is None or m.no_leader_revision <= since)
+    ]
+
+
+def _why_behind(best: Candidate, me: Candidate) -> str:
+    if best.position != me.position:
+        return f"{best.name} is ahead: {format_lsn(best.position)} vs {format_lsn(me.position)}"
+    if best.priority != me.priority:
+        return (
+            f"{best.name} is at the same position {format_lsn(me.position)} with a higher "
+            f"failover_priority ({best.priority} vs {me.priority})"
+        )
+    return (
+        f"{best.name} is at the same position {format_lsn(me.position)} with the same "
+        f"priority and sorts first by name"
+    )

@@ -1,0 +1,220 @@
+"""Frozen values the decision core reasons about: what one agent observed in one cycle.
+
+Nothing here does I/O or reads a clock. The agent's observe step builds an `Observation`
+from an etcd snapshot, a Postgres probe and the agent's own memory (`NodeMemory`); the
+core turns it into a `Decision`.
+
+Words: *leader* = holds the `leader` key; *primary* = Postgres read-write. They are kept
+apart on purpose: a node can be one without the other for a moment, and that moment is
+exactly what the safety rules are about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+Lsn = int
+"""A WAL position in bytes; `format_lsn` gives Postgres's 'X/Y' form."""
+
+
+def format_lsn(lsn: Lsn | None) -> str:
+    if lsn is None:
+        return "unknown"
+    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+
+
+def parse_lsn(text: str) -> Lsn:
+    high, sep, low = text.partition("/")
+    if not sep:
+        raise ValueError(f"expected an LSN like 0/3000028, got {text!r}")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
+class PgRunState(Enum):
+    """What the local Postgres is doing, as far as the probe can tell."""
+
+    NO_DATA = "no data"  # empty or missing data directory
+    STOPPED = "stopped"
+    STARTING = "starting"  # postmaster up, not yet accepting connections (recovery)
+    RUNNING = "running"
+    UNREACHABLE = "unreachable"  # postmaster alive but the probe timed out (frozen, hung disk)
+
+
+@dataclass(frozen=True)
+class LocalPostgres:
+    """The local Postgres, as probed this cycle."""
+
+    run_state: PgRunState
+    in_recovery: bool = True
+    timeline: int | None = None
+    position: Lsn | None = None
+    """max(received, replayed) on a replica; the current write position on a primary;
+    the end of the last checkpoint for a stopped server."""
+    upstream: str | None = None
+    """The member this replica's walreceiver streams from (None when not streaming)."""
+    system_identifier: str | None = None
+    was_primary: bool = False
+    """For a stopped server: pg_control says it last ran as a primary, not in recovery."""
+    stopped_cleanly: bool = False
+
+    @property
+    def running(self) -> bool:
+        return self.run_state in (PgRunState.RUNNING, PgRunState.UNREACHABLE)
+
+    @property
+    def writable(self) -> bool:
+        """Read-write, or possibly so: an unreachable primary must be assumed to take writes."""
+        return self.running and not self.in_recovery
+
+
+@dataclass(frozen=True)
+class Tags:
+    nofailover: bool = False
+    failover_priority: int = 0
+
+
+@dataclass(frozen=True)
+class MemberInfo:
+    """A member record from etcd, as its agent last published it."""
+
+    name: str
+    host: str
+    port: int
+    role: str = "replica"
+    running: bool = False
+    in_recovery: bool = True
+    timeline: int | None = None
+    position: Lsn | None = None
+    streaming: bool = False
+    tags: Tags = Tags()
+    no_leader_revision: int | None = None
+    """The etcd revision at which this member saw the leader key missing; None while it
+    sees a leader. Positions tagged so are fresh for an election (traps 9)."""
+    checkpoint_after_promote: bool = False
+    system_identifier: str | None = None
+
+
+@dataclass(frozen=True)
+class LeaderInfo:
+    holder: str
+    term: int
+    lease_id: int
+    mod_revision: int
+
+
+class InitState(Enum):
+    ABSENT = "absent"
+    BOOTSTRAPPING = "bootstrapping"
+    DONE = "done"
+    GARBAGE = "garbage"
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """A voluntary release in progress: only `to` may take the key, once past `final_lsn`."""
+
+    from_node: str
+    to_node: str | None
+    term: int
+    final_lsn: Lsn
+
+
+@dataclass(frozen=True)
+class TimelineSwitch:
+    """From `history`: timeline `timeline` began at `lsn` (the fork point of the one before)."""
+
+    timeline: int
+    lsn: Lsn
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """One consistent etcd snapshot of the cluster, parsed."""
+
+    revision: int
+    leader: LeaderInfo | None
+    members: Mapping[str, MemberInfo] = field(default_factory=dict)
+    init_state: InitState = InitState.ABSENT
+    init_node: str | None = None
+    system_identifier: str | None = None
+    last_primary_position: Lsn | None = None
+    timeline_switches: tuple[TimelineSwitch, ...] = ()
+    handoff: Handoff | None = None
+    paused: bool = False
+
+    @property
+    def latest_timeline(self) -> int:
+        return max((s.timeline for s in self.timeline_switches), default=1)
+
+    def fork_point(self, timeline: int) -> Lsn | None:
+        """Where `timeline` ended, i.e. where the next timeline began; None if it did not."""
+        later = [s for s in self.timeline_switches if s.timeline == timeline + 1]
+        return later[0].lsn if later else None
+
+
+@dataclass(frozen=True)
+class NodeMemory:
+    """What the agent remembers between cycles (it lives in the agent process only)."""
+
+    name: str
+    lease_id: int | None = None
+    claimed_term: int | None = None
+    """The term of the leader key this node believes it holds, if any."""
+    fencing_deadline: float | None = None
+    """last successful renewal *sent* + granted TTL - safety_margin, on CLOCK_BOOTTIME."""
+    released_term: int | None = None
+    """The term this node gave up; it never leads again in that term (traps 1)."""
+    primary_down_since: float | None = None
+    """When this node, holding the key, first saw its Postgres down (for primary_start_timeout)."""
+    no_leader_since: float | None = None
+    last_leader_revision: int = 0
+    """The newest snapshot revision at which this node saw a leader key."""
+    election_backoff_until: float | None = None
+    rewind_failed: bool = False
+    guard_alive: bool = True
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Cluster-wide settings that shape decisions (the dynamic configuration)."""
+
+    ttl_seconds: float = 30
+    loop_wait_seconds: float = 10
+    retry_timeout_seconds: float = 7
+    safety_margin_seconds: float = 5
+    primary_start_timeout_seconds: float = 300
+    maximum_lag_on_failover_bytes: int = 1024 * 1024
+    election_wait_seconds: float = 2
+    remove_data_directory_on_rewind_failure: bool = False
+    tags: Tags = Tags()
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything one decision is made from. `now` is CLOCK_BOOTTIME seconds."""
+
+    now: float
+    node: NodeMemory
+    local: LocalPostgres
+    cluster: ClusterView | None
+    """None when etcd could not be read this cycle."""
+    store_error: str | None = None
+
+    @property
+    def holds_key(self) -> bool:
+        """The snapshot shows the leader key bound to this node's name, term and lease."""
+        leader = self.cluster.leader if self.cluster is not None else None
+        node = self.node
+        return (
+            leader is not None
+            and node.claimed_term is not None
+            and (leader.holder, leader.term, leader.lease_id)
+            == (node.name, node.claimed_term, node.lease_id)
+        )
+
+    @property
+    def past_fencing_deadline(self) -> bool:
+        deadline = self.node.fencing_deadline
+        return self.node.claimed_term is not None and (deadline is None or self.now >= deadline)

@@ -1,0 +1,80 @@
+"""The rules for the node that holds the leader key (DESIGN section 4).
+
+Renewal comes first in every plan: a leader must keep its lease before anything slow.
+The key is given up only after a confirmed stop (DESIGN rule 7).
+"""
+
+from __future__ import annotations
+
+from pgha.core.actions import (
+    AppendHistory,
+    Promote,
+    ReleaseLeader,
+    RenewLeader,
+    StartPostgres,
+    StopPostgres,
+)
+from pgha.core.decision import Decision, decision
+from pgha.core.model import Observation, PgRunState, Policy
+
+
+def lead(obs: Observation, policy: Policy) -> Decision | None:
+    """Dispatch on the local Postgres while holding the key."""
+    if not obs.holds_key:
+        return None
+    term = obs.node.claimed_term
+    state = obs.local.run_state
+    if state is PgRunState.RUNNING and not obs.local.in_recovery:
+        return decision(
+            "renew_as_primary", f"leader in term {term}, Postgres read-write", RenewLeader()
+        )
+    if state is PgRunState.RUNNING:
+        return decision(
+            "promote_held_key",
+            f"holds the leader key (term {term}) while Postgres is read-only: promoting",
+            RenewLeader(),
+            Promote(),
+            AppendHistory(f"{obs.node.name} promoted in term {term}"),
+        )
+    if state is PgRunState.STARTING:
+        return decision(
+            "wait_for_primary_start",
+            f"leader in term {term}; Postgres is starting (crash recovery?)",
+            RenewLeader(),
+        )
+    if state is PgRunState.UNREACHABLE:
+        return decision(
+            "renew_while_postgres_unreachable",
+            f"leader in term {term}; Postgres does not answer its probe",
+            RenewLeader(),
+        )
+    if state is PgRunState.NO_DATA:
+        return decision(
+            "release_without_data",
+            "holds the leader key but the data directory is empty: releasing the key",
+            StopPostgres("immediate", fence=True),
+            ReleaseLeader(),
+        )
+    return _restart_or_release(obs, policy)
+
+
+def _restart_or_release(obs: Observation, policy: Policy) -> Decision:
+    down_since = obs.node.primary_down_since
+    down_for = 0.0 if down_since is None else obs.now - down_since
+    if down_for < policy.primary_start_timeout_seconds:
+        return decision(
+            "restart_crashed_primary",
+            f"leader in term {obs.node.claimed_term} but Postgres is stopped "
+            f"(down {down_for:.0f} s of primary_start_timeout "
+            f"{policy.primary_start_timeout_seconds:g} s): starting it in place",
+            RenewLeader(),
+            StartPostgres(as_primary=True),
+        )
+    return decision(
+        "release_after_start_timeout",
+        f"Postgres did not come back within primary_start_timeout "
+        f"({policy.primary_start_timeout_seconds:g} s): confirming it is stopped, then "
+        "releasing the key so that a replica takes over",
+        StopPostgres("immediate", fence=True),
+        ReleaseLeader(final_lsn=obs.local.position if obs.local.stopped_cleanly else None),
+    )
