@@ -15,7 +15,7 @@ import typer
 import yaml
 
 from pgha.errors import ConfigError
-from pgha.settings import Settings, load_settings, masked
+from pgha.settings import Settings, load_settings, masked, unreadable_files
 
 app = typer.Typer(
     name="pgha",
@@ -43,9 +43,15 @@ ConfigOption = Annotated[
 def config_check(config: ConfigOption = Path("/etc/pgha/pgha.yml")) -> None:
     """Load and validate a configuration file; print the effective settings, secrets masked.
 
-    Exits 0 when the file is usable, 1 with one line per problem otherwise.
+    Exits 0 when the file is usable, 1 with one line per problem otherwise (including
+    password and certificate files this user cannot read).
     """
     settings = _load_or_exit(config)
+    problems = unreadable_files(settings)
+    for problem in problems:
+        typer.echo(f"{config}: {problem}", err=True)
+    if problems:
+        raise typer.Exit(code=1)
     for warning in configuration_warnings(settings):
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(yaml.safe_dump(masked(settings), sort_keys=False).rstrip())

@@ -9,7 +9,6 @@ copy in etcd is the one the agents follow.
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Self
 
@@ -262,6 +261,27 @@ def _describe(source: str, error: Any) -> str:
         if isinstance(shown, (str, int, float, bool)) and "password" not in key:
             message = f"{message} (got {shown!r})"
     return f"{source}: {key}: {message}"
+
+
+def unreadable_files(settings: Settings) -> list[str]:
+    """Secret and certificate files the settings name but this process cannot read."""
+    named = {
+        "etcd.password_file": settings.etcd.password_file,
+        "etcd.ca_cert": settings.etcd.ca_cert,
+        "etcd.cert": settings.etcd.cert,
+        "etcd.key": settings.etcd.key,
+        "postgres.superuser.password_file": settings.postgres.superuser.password_file,
+        "postgres.replication.password_file": settings.postgres.replication.password_file,
+    }
+    problems = []
+    for key, path in named.items():
+        if path is None:
+            continue
+        try:
+            path.read_bytes()
+        except OSError as exc:
+            problems.append(f"{key}: cannot read {path} ({exc.strerror}); check the path and mode")
+    return problems
 
 
 def masked(settings: Settings) -> dict[str, Any]:

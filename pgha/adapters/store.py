@@ -34,7 +34,9 @@ REQUESTS = "requests/"
 SYNC = "sync"
 HISTORY = "history"
 ENDPOINT = "endpoint"
-SINGLE_KEYS = (INITIALIZE, CONFIG, SWITCHOVER, HANDOFF, FAILOVER, SYNC, HISTORY, ENDPOINT)
+STATUS = "status"
+"""The leader's last published position {term, timeline, position}: the lag limit's base."""
+SINGLE_KEYS = (INITIALIZE, CONFIG, SWITCHOVER, HANDOFF, FAILOVER, SYNC, HISTORY, ENDPOINT, STATUS)
 
 NO_LEASE = 0
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pgha.settings import load_settings
 from tests.unit.test_settings import GOOD
 
 PGHA = [sys.executable, "-m", "pgha"]
@@ -20,8 +21,10 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_good_file_prints_the_effective_settings_with_secrets_masked(tmp_path: Path) -> None:
+    secret = tmp_path / "replication.pw"
+    secret.write_text("repl-secret")
     path = tmp_path / "pgha.yml"
-    path.write_text(GOOD)
+    path.write_text(GOOD.replace("/etc/pgha/replication.pw", str(secret)))
     result = run("config", "check", "--config", str(path))
     assert result.returncode == 0, result.stderr
     assert "node: pg1" in result.stdout
@@ -49,7 +52,7 @@ def test_a_missing_file_exits_non_zero(tmp_path: Path) -> None:
 
 def test_a_superuser_open_to_the_world_is_warned_about(tmp_path: Path) -> None:
     path = tmp_path / "pgha.yml"
-    text = GOOD.replace(
+    text = GOOD.replace("password_file: /etc/pgha/replication.pw", "password: x").replace(
         "  parameters:", '  pg_hba: ["host all postgres 0.0.0.0/0 scram-sha-256"]\n  parameters:'
     )
     path.write_text(text)
@@ -62,3 +65,19 @@ def test_an_unknown_option_is_a_usage_error(tmp_path: Path) -> None:
     result = run("config", "check", "--bogus")
     assert result.returncode == 2
     assert "--bogus" in result.stderr
+
+
+def test_an_unreadable_password_file_is_a_problem(tmp_path: Path) -> None:
+    path = tmp_path / "pgha.yml"
+    path.write_text(GOOD)  # names /etc/pgha/replication.pw, which does not exist here
+    result = run("config", "check", "--config", str(path))
+    assert result.returncode == 1
+    assert "postgres.replication.password_file: cannot read /etc/pgha/replication.pw" in (
+        result.stderr
+    )
+
+
+def test_the_example_configuration_is_valid(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "config" / "pgha.example.yml"
+    settings = load_settings(example)
+    assert settings.node == "pg1"
