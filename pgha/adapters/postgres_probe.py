@@ -1,0 +1,194 @@
+"""Observe the local Postgres: one `PostgresState` per call, never a hang, never a decision.
+
+Whether the server runs comes from postmaster.pid and /proc (no SQL needed); everything
+else from a few catalog queries run as the superuser over the unix socket, under a hard
+client-side deadline (see postgres_session). A server that is down is described from
+pg_controldata instead, so the caller still learns its system identifier and where its last
+checkpoint is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from pgha.adapters.pg_process import PgTools, live_postmaster
+from pgha.adapters.postgres_files import PostgresPaths
+from pgha.adapters.postgres_session import Connection, local_session
+from pgha.adapters.postgres_state import (
+    ControlData,
+    PostgresState,
+    StreamingReplica,
+    Upstream,
+    WalReceiver,
+    parse_lsn,
+)
+from pgha.errors import PostgresError
+from pgha.settings import PostgresSettings
+
+_SERVER_SQL = """
+SELECT current_setting('server_version_num')::int,
+       (SELECT system_identifier FROM pg_control_system()),
+       pg_is_in_recovery(),
+       (SELECT timeline_id FROM pg_control_checkpoint()),
+       (SELECT min_recovery_end_timeline FROM pg_control_recovery()),
+       CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END,
+       CASE WHEN pg_is_in_recovery() THEN NULL
+            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int
+       END,
+       pg_last_wal_receive_lsn()::text,
+       pg_last_wal_replay_lsn()::text,
+       current_setting('primary_conninfo'),
+       current_setting('primary_slot_name'),
+       ARRAY(SELECT name FROM pg_settings WHERE pending_restart ORDER BY name)
+"""
+_RECEIVER_SQL = """
+SELECT status, sender_host, sender_port, slot_name, received_tli, flushed_lsn::text
+FROM pg_stat_wal_receiver
+"""
+_REPLICATION_SQL = """
+SELECT application_name, host(client_addr), state, sync_state,
+       sent_lsn::text, write_lsn::text, flush_lsn::text, replay_lsn::text
+FROM pg_stat_replication ORDER BY application_name, pid
+"""
+
+
+def _lsn(text: str | None) -> int | None:
+    return None if text is None else parse_lsn(text)
+
+
+def _configured_upstream(conninfo: str, slot: str) -> Upstream | None:
+    if not conninfo:
+        return None
+    try:
+        parts = conninfo_to_dict(conninfo)
+        port = int(str(parts.get("port") or 5432).split(",")[0])
+    except (ValueError, psycopg.ProgrammingError):
+        return None
+    host = str(parts.get("host") or parts.get("hostaddr") or "")
+    return Upstream(host=host, port=port, slot=slot or None) if host else None
+
+
+def _read_server(connection: Connection) -> dict[str, Any]:
+    """All SQL-derived fields of PostgresState, from three queries on one connection."""
+    cursor = connection.cursor()
+    row = cursor.execute(_SERVER_SQL).fetchone()
+    assert row is not None  # a SELECT without FROM always returns one row
+    (version, sysid, in_recovery, checkpoint_tli, min_recovery_tli, wal_lsn, wal_tli,
+     receive_lsn, replay_lsn, conninfo, slot, pending) = row  # fmt: skip
+    receiver_row = cursor.execute(_RECEIVER_SQL).fetchone()
+    receiver = None
+    if receiver_row is not None:
+        status, host, port, slot_name, tli, flushed = receiver_row
+        receiver = WalReceiver(status, host, port, slot_name, tli, _lsn(flushed))
+    replicas = tuple(
+        StreamingReplica(name, addr, state, sync, _lsn(sent), _lsn(write), _lsn(flush), _lsn(rep))
+        for name, addr, state, sync, sent, write, flush, rep in cursor.execute(_REPLICATION_SQL)
+    )
+    if in_recovery:
+        # No SQL function gives a standby's replay timeline on PG 15: take the best of the
+        # timeline it receives and what pg_control knows.
+        known = [checkpoint_tli, min_recovery_tli, receiver.received_timeline if receiver else 0]
+        timeline = max(tli for tli in known if tli is not None)
+    else:
+        # pg_control_checkpoint() lags right after a promotion; the WAL file name does not.
+        timeline = wal_tli
+    return {
+        "accepting_connections": True,
+        "server_version": version,
+        "system_identifier": sysid & 0xFFFFFFFFFFFFFFFF,  # uint64 stored as a signed int8
+        "in_recovery": in_recovery,
+        "timeline": timeline,
+        "checkpoint_timeline": checkpoint_tli,
+        "wal_lsn": _lsn(wal_lsn),
+        "receive_lsn": _lsn(receive_lsn),
+        "replay_lsn": _lsn(replay_lsn),
+        "wal_receiver": receiver,
+        "configured_upstream": _configured_upstream(conninfo, slot) if in_recovery else None,
+        "replicas": replicas,
+        "pending_restart": tuple(pending),
+    }
+
+
+def parse_control_data(text: str) -> ControlData:
+    fields = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep:
+            fields[name.strip()] = value.strip()
+    try:
+        return ControlData(
+            system_identifier=int(fields["Database system identifier"]),
+            cluster_state=fields["Database cluster state"],
+            checkpoint_lsn=parse_lsn(fields["Latest checkpoint location"]),
+            checkpoint_timeline=int(fields["Latest checkpoint's TimeLineID"]),
+            min_recovery_end_lsn=parse_lsn(fields["Minimum recovery ending location"]),
+            min_recovery_end_timeline=int(fields["Min recovery ending loc's timeline"]),
+        )
+    except (KeyError, ValueError) as exc:
+        raise PostgresError(f"cannot parse pg_controldata output ({exc}): {text[:300]!r}") from None
+
+
+def read_control_data(
+    tools: PgTools, data_dir: Path, *, timeout_seconds: float = 10.0
+) -> ControlData:
+    """pg_controldata of `data_dir`; works whether the server runs or not."""
+    output = tools.run(
+        "pg_controldata",
+        ["-D", str(data_dir)],
+        what="read pg_control",
+        timeout_seconds=timeout_seconds,
+    )
+    return parse_control_data(output.stdout)
+
+
+class PostgresProbe:
+    """Reads the state of the local Postgres; safe to call from any thread, at any time."""
+
+    def __init__(
+        self,
+        settings: PostgresSettings,
+        *,
+        timeout_seconds: float = 3.0,
+        paths: PostgresPaths | None = None,
+    ) -> None:
+        self.settings = settings
+        self.timeout_seconds = timeout_seconds
+        self.paths = paths or PostgresPaths.for_settings(settings)
+        self._tools = PgTools(settings)
+        self._session = local_session(settings)
+
+    def probe(self) -> PostgresState:
+        """What the local Postgres is doing. Never raises because the server is down,
+        frozen, starting or damaged: that is what the returned state describes."""
+        data_dir = self.paths.data_dir
+        initialized = (data_dir / "PG_VERSION").is_file()
+        postmaster = live_postmaster(data_dir)
+        if postmaster is None:
+            if not initialized:
+                return PostgresState(data_dir, initialized, running=False)
+            try:
+                control = self.read_control_data()
+            except PostgresError as exc:  # a damaged pg_control is something to report
+                return PostgresState(data_dir, initialized, running=False, problem=str(exc))
+            return PostgresState(data_dir, initialized, running=False, control=control)
+        running: dict[str, Any] = {
+            "postmaster_pid": postmaster.pid,
+            "postmaster_status": postmaster.status,
+        }
+        try:
+            found = self._session.run(
+                _read_server, timeout_seconds=self.timeout_seconds, what="probe Postgres"
+            )
+        except PostgresError as exc:  # PostgresUnreachable above all: frozen, starting, gone
+            return PostgresState(data_dir, initialized, True, **running, problem=str(exc))
+        return PostgresState(data_dir, initialized, True, **running, **found)
+
+    def read_control_data(self) -> ControlData:
+        """pg_controldata of the data directory; works whether the server runs or not."""
+        return read_control_data(
+            self._tools, self.paths.data_dir, timeout_seconds=max(self.timeout_seconds, 10.0)
+        )

@@ -1,0 +1,173 @@
+"""SQL against a Postgres server with a deadline the *client* enforces.
+
+statement_timeout and cancel requests do nothing against a frozen (SIGSTOPped) postmaster
+and its backends: a cancel request goes through the postmaster, and a stopped backend never
+reads it (traps 22). So each call runs on its own worker thread and the caller waits at
+most `timeout_seconds`. When the deadline passes, the caller gets `PostgresUnreachable`
+and the socket is shut down under the worker's feet, which makes its blocked read return
+at once; the worker then closes the connection and ends. Connection set-up is bounded by
+`connect_timeout`, which psycopg enforces on the client side as well.
+
+The local session connects as the superuser over the unix socket (never as an application
+user, so exhausted application connection slots are not mistaken for a dead server).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar, cast
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from pgha.adapters.postgres_state import Upstream
+from pgha.errors import PostgresError, PostgresUnreachable
+from pgha.settings import PostgresSettings
+
+T = TypeVar("T")
+Connection = psycopg.Connection[tuple[Any, ...]]
+Work = Callable[[Connection], T]
+APPLICATION_NAME = "pgha"
+
+
+@dataclass
+class _Attempt(Generic[T]):
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    done: threading.Event = field(default_factory=threading.Event)
+    connection: Connection | None = None
+    abandoned: bool = False
+    connected: bool = False
+    result: T | None = None
+    error: BaseException | None = None
+
+
+class PgSession:
+    """Runs one unit of work on a fresh connection, returning within the deadline."""
+
+    def __init__(self, where: str, **conninfo: Any) -> None:
+        self.where = where
+        self._conninfo = conninfo
+
+    def run(self, work: Work[T], *, timeout_seconds: float, what: str) -> T:
+        """Connect, call `work(connection)` in autocommit mode, close; return its result.
+
+        Raises PostgresUnreachable when the server does not answer in time or cannot be
+        connected to, PostgresError when it answers with an error.
+        """
+        attempt: _Attempt[T] = _Attempt()
+        worker = threading.Thread(
+            target=self._work,
+            args=(attempt, work, timeout_seconds),
+            daemon=True,
+            name=f"pgha-sql {what}",
+        )
+        worker.start()
+        if not attempt.done.wait(timeout_seconds):
+            self._abandon(attempt)
+            raise PostgresUnreachable(
+                f"cannot {what}: Postgres ({self.where}) did not answer within "
+                f"{timeout_seconds:g} s; the connection was abandoned"
+            )
+        if attempt.error is not None:
+            raise self._translate(attempt, what) from None
+        return cast(T, attempt.result)  # set whenever error is None
+
+    def _work(self, attempt: _Attempt[T], work: Work[T], timeout_seconds: float) -> None:
+        try:
+            connection = psycopg.connect(
+                autocommit=True,
+                # libpq counts whole seconds and treats less than 2 as 2.
+                connect_timeout=max(2, math.ceil(timeout_seconds)),
+                options=f"-c statement_timeout={max(1, int(timeout_seconds * 1000))}",
+                **self._conninfo,
+            )
+        except BaseException as exc:  # handed to the caller's thread, never lost
+            attempt.error = exc
+            attempt.done.set()
+            return
+        with attempt.lock:
+            attempt.connected = True
+            if attempt.abandoned:
+                connection.close()
+                attempt.done.set()
+                return
+            attempt.connection = connection
+        try:
+            attempt.result = work(connection)
+        except BaseException as exc:
+            attempt.error = exc
+        finally:
+            # Under the lock, so that _abandon never shuts down a descriptor that this
+            # close has released and the process has already reused for something else.
+            with attempt.lock:
+                attempt.connection = None
+                connection.close()
+            attempt.done.set()
+
+    @staticmethod
+    def _abandon(attempt: _Attempt[Any]) -> None:
+        with attempt.lock:
+            attempt.abandoned = True
+            connection = attempt.connection
+            if connection is None or connection.closed:
+                return
+            # shutdown() acts on the socket, not on our duplicate descriptor: the worker's
+            # blocked read returns at once and the worker closes the connection itself.
+            with (
+                contextlib.suppress(OSError),
+                socket.socket(fileno=os.dup(connection.fileno())) as duplicate,
+            ):
+                duplicate.shutdown(socket.SHUT_RDWR)
+
+    def _translate(self, attempt: _Attempt[Any], what: str) -> PostgresError:
+        error = attempt.error
+        # Unreachable: never connected, the connection broke (no SQLSTATE: it is the
+        # client that noticed), or the server's own statement_timeout fired.
+        lost = isinstance(error, psycopg.OperationalError) and error.sqlstate is None
+        if not attempt.connected or lost or isinstance(error, pg_errors.QueryCanceled):
+            text = str(error).strip() or type(error).__name__
+            return PostgresUnreachable(f"cannot {what}: Postgres ({self.where}): {text}")
+        if isinstance(error, psycopg.Error):
+            code = f" [{error.sqlstate}]" if error.sqlstate else ""
+            return PostgresError(f"cannot {what} ({self.where}){code}: {str(error).strip()}")
+        if isinstance(error, PostgresError):
+            return error
+        return PostgresError(f"cannot {what} ({self.where}): {error!r}")
+
+
+def local_session(settings: PostgresSettings) -> PgSession:
+    """The superuser over the unix socket in `socket_dir`."""
+    conninfo: dict[str, Any] = {
+        "host": str(settings.socket_dir),
+        "port": settings.port,
+        "user": settings.superuser.username,
+        "dbname": "postgres",
+        "application_name": APPLICATION_NAME,
+    }
+    password = settings.superuser.secret()
+    if password is not None:
+        # Passed in memory only; libpq sends it only if the server asks for one.
+        conninfo["password"] = password
+    where = f"data dir {settings.data_dir}, port {settings.port}"
+    return PgSession(where, **conninfo)
+
+
+def remote_session(settings: PostgresSettings, upstream: Upstream) -> PgSession:
+    """The superuser of another member, over TCP with its password (for pg_rewind checks)."""
+    conninfo: dict[str, Any] = {
+        "host": upstream.host,
+        "port": upstream.port,
+        "user": settings.superuser.username,
+        "dbname": "postgres",
+        "application_name": APPLICATION_NAME,
+    }
+    password = settings.superuser.secret()
+    if password is not None:
+        conninfo["password"] = password
+    return PgSession(f"{upstream.host}:{upstream.port}", **conninfo)

@@ -1,0 +1,178 @@
+"""The probe of the local Postgres: stopped, running, streaming, and frozen servers."""
+
+from __future__ import annotations
+
+import pytest
+
+from pgha.adapters.postgres import PostgresControl, format_lsn, parse_lsn
+from pgha.adapters.postgres_probe import parse_control_data
+from pgha.adapters.postgres_session import Connection, local_session
+from pgha.errors import PostgresUnreachable
+from tests.fixtures.postgres import PgFactory, freeze, thaw, wait_until
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("0/0", 0),
+        ("0/3000028", 0x3000028),
+        ("16/B374D848", 0x16B374D848),
+        ("FFFFFFFF/FFFFFFFF", 2**64 - 1),
+    ],
+)
+def test_lsn_text_and_bytes_round_trip(text: str, value: int) -> None:
+    assert parse_lsn(text) == value
+    assert format_lsn(value) == text
+
+
+@pytest.mark.parametrize("text", ["", "0", "0/", "/1", "x/1", "1/2/3", "100000000/0"])
+def test_malformed_lsn_is_rejected(text: str) -> None:
+    with pytest.raises(ValueError, match="LSN"):
+        parse_lsn(text)
+
+
+def test_control_data_parses_pg_controldata_output() -> None:
+    output = "\n".join(
+        [
+            "pg_control version number:            1300",
+            "Database system identifier:           7321456789012345678",
+            "Database cluster state:               shut down in recovery",
+            "Latest checkpoint location:           0/5000060",
+            "Latest checkpoint's TimeLineID:       3",
+            "Minimum recovery ending location:     0/50000D8",
+            "Min recovery ending loc's timeline:   3",
+        ]
+    )
+    control = parse_control_data(output)
+    assert control.system_identifier == 7321456789012345678
+    assert control.checkpoint_lsn == 0x5000060
+    assert control.checkpoint_timeline == 3
+    assert control.was_standby
+    assert control.shut_down_cleanly
+
+
+@pytest.mark.integration
+def test_probe_of_a_missing_and_of_a_stopped_data_directory(pg_factory: PgFactory) -> None:
+    node = pg_factory.node("lonely")
+    empty = node.state()
+    assert not empty.initialized
+    assert not empty.running
+    assert empty.control is None
+
+    node.control.initdb()
+    stopped = node.state()
+    assert stopped.initialized
+    assert not stopped.running
+    assert not stopped.accepting_connections
+    assert stopped.in_recovery is None
+    assert stopped.control is not None
+    assert stopped.control.cluster_state == "shut down"
+    assert stopped.control.checkpoint_timeline == 1
+
+    node.control.start_primary()
+    running = node.state()
+    assert running.system_identifier == stopped.control.system_identifier
+    node.control.stop()
+    after = node.state()
+    assert not after.running
+    assert after.control is not None
+    assert after.control.checkpoint_lsn > stopped.control.checkpoint_lsn
+
+
+@pytest.mark.integration
+def test_probe_of_a_primary_and_its_streaming_replica(pg_factory: PgFactory) -> None:
+    primary = pg_factory.primary("p")
+    primary.control.create_slot("r_slot")
+    replica = pg_factory.replica("r", primary)
+    replica.control.stop()
+    replica.control.start_replica(primary.upstream("r_slot"))
+    primary.sql("CREATE TABLE t AS SELECT 1 AS x")
+
+    def caught_up() -> bool:
+        upstream = replica.state().wal_receiver
+        if upstream is None or upstream.status != "streaming":
+            return False
+        return replica.state().replay_lsn == primary.state().wal_lsn
+
+    wait_until(caught_up, what="the replica has replayed everything")
+    p = primary.state()
+    assert p.running
+    assert p.accepting_connections
+    assert p.is_primary
+    assert p.postmaster_status == "ready"
+    assert p.server_version is not None
+    assert p.server_version >= 150000
+    assert p.timeline == 1
+    assert p.position == p.wal_lsn
+    assert p.pending_restart == ()
+    (seen,) = p.replicas
+    assert (seen.application_name, seen.state, seen.sync_state) == ("r", "streaming", "async")
+    assert seen.client_addr == "127.0.0.1"
+    assert seen.replay_lsn is not None
+    assert seen.flush_lsn is not None
+
+    r = replica.state()
+    assert r.in_recovery
+    assert not r.is_primary
+    assert r.postmaster_status == "ready"  # "standby" only without hot_standby
+    assert r.system_identifier == p.system_identifier
+    assert r.wal_lsn is None
+    assert r.replay_lsn == p.wal_lsn
+    assert r.position == max(r.receive_lsn or 0, r.replay_lsn or 0)
+    assert r.wal_receiver is not None
+    assert (r.wal_receiver.sender_host, r.wal_receiver.sender_port) == ("127.0.0.1", primary.port)
+    assert r.wal_receiver.slot_name == "r_slot"
+    assert r.configured_upstream == primary.upstream("r_slot")
+    assert [(s.name, s.active) for s in primary.control.list_slots()] == [("r_slot", True)]
+
+
+@pytest.mark.integration
+def test_probe_reports_settings_pending_restart(pg_factory: PgFactory) -> None:
+    node = pg_factory.primary("pending")
+    node.sql("ALTER SYSTEM SET max_connections = 40")
+    node.control.reload()
+    wait_until(lambda: node.state().pending_restart == ("max_connections",), what="pending")
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_a_frozen_postmaster_does_not_freeze_the_probe(pg_factory: PgFactory) -> None:
+    """SIGSTOP the postmaster and every backend: statement_timeout and cancel requests
+    cannot help, only the client-side deadline returns control to the caller."""
+    node = pg_factory.primary("frozen")
+    pids = freeze(node)
+    try:
+        state = node.state()
+        assert state.running
+        assert not state.accepting_connections
+        assert state.problem is not None
+        assert "did not answer" in state.problem or "timeout" in state.problem
+        with pytest.raises(PostgresUnreachable):
+            local_session(node.settings).run(
+                lambda connection: connection.execute("SELECT 1"),
+                timeout_seconds=1.0,
+                what="run a query",
+            )
+        with pytest.raises(PostgresUnreachable):
+            node.control.checkpoint(timeout_seconds=1.0)
+    finally:
+        thaw(pids)
+    wait_until(lambda: node.state().accepting_connections, what="the thawed server answers")
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_a_backend_frozen_mid_query_is_abandoned(pg_factory: PgFactory) -> None:
+    """The worst case: connected, then the server freezes while the query runs."""
+    node = pg_factory.primary("stuck")
+    control = PostgresControl(node.settings, node="stuck", sql_timeout_seconds=2.0)
+    session = local_session(node.settings)
+
+    def freeze_then_query(connection: Connection) -> None:
+        freeze(node)
+        connection.execute("SELECT 1")
+
+    with pytest.raises(PostgresUnreachable, match="did not answer"):
+        session.run(freeze_then_query, timeout_seconds=2.0, what="query a freezing server")
+    with pytest.raises(PostgresUnreachable):
+        control.reload()
