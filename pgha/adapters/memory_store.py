@@ -31,7 +31,7 @@ from pgha.adapters.store import (
     encode,
     parse_snapshot,
 )
-from pgha.errors import StoreUnavailable
+from pgha.errors import StoreError, StoreUnavailable
 
 MIN_TTL_SECONDS = 2
 """etcd raises a requested TTL to 1.5 x its election timeout (1 s by default), rounded up."""
@@ -193,7 +193,8 @@ class MemoryStore:
 
     def acquire_leader(self, name: str, lease: Lease) -> LeaderClaim | None:
         with self._call() as server:
-            if self._key(LEADER) in server._data or lease.id not in server._leases:
+            _require_lease(server, lease)
+            if self._key(LEADER) in server._data:
                 return None
             term = server._put(self._key(LEADER), name, lease.id)
             return LeaderClaim(name, term, lease.id)
@@ -231,8 +232,8 @@ class MemoryStore:
 
     def claim_initialize(self, name: str, lease: Lease) -> LeaderClaim | None:
         with self._call() as server:
-            taken = self._key(INITIALIZE) in server._data or self._key(LEADER) in server._data
-            if taken or lease.id not in server._leases:
+            _require_lease(server, lease)
+            if self._key(INITIALIZE) in server._data or self._key(LEADER) in server._data:
                 return None
             state = {"state": "bootstrapping", "node": name}
             server._put(self._key(INITIALIZE), encode(state), lease.id)
@@ -318,6 +319,12 @@ class MemoryStore:
 
     def _call(self) -> _ServerCall:
         return _ServerCall(self)
+
+
+def _require_lease(server: MemoryEtcd, lease: Lease) -> None:
+    if lease.id not in server._leases:
+        # As etcd answers: a write bound to a missing lease is refused, not lost.
+        raise StoreError(f"lease {lease.id:x} not found; grant a new lease")
 
 
 class _ServerCall:

@@ -98,9 +98,10 @@ class PostgresControl(PostgresNode):
         self.configure(upstream=None)
         self.pg_ctl_start(what=what, timeout_seconds=timeout_seconds)
 
-    def start_replica(self, upstream: Upstream, *, timeout_seconds: float = 60.0) -> None:
-        """Start as a hot standby of `upstream`; returns once it accepts connections."""
-        what = f"start Postgres as a replica of {upstream}"
+    def start_replica(self, upstream: Upstream | None, *, timeout_seconds: float = 60.0) -> None:
+        """Start as a hot standby of `upstream` (None: read-only, streaming from nobody until
+        repointed); returns once it accepts connections."""
+        what = f"start Postgres as a replica of {upstream or 'nobody'}"
         self.refuse_if_running(what)
         self.require_initialized(what)
         self.configure_replica(upstream)

@@ -81,8 +81,9 @@ class PostgresNode:
         files.prepare_private_file(self.paths.log_file, run_as)
         files.ensure_socket_dir(self.settings.socket_dir, run_as)
 
-    def configure_replica(self, upstream: Upstream) -> None:
-        """All files for a replica of `upstream`, standby.signal included."""
+    def configure_replica(self, upstream: Upstream | None) -> None:
+        """All files for a replica of `upstream` (None: in recovery, streaming from nobody
+        yet), standby.signal included."""
         self.configure(upstream)
         files.write_private_file(self.paths.standby_signal, "", self.tools.run_as)
 

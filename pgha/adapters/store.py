@@ -140,16 +140,18 @@ def parse_snapshot(revision: int, entries: list[RawEntry]) -> ClusterSnapshot:
             if problem:
                 problems.append(problem)
             continue
+        if entry.key.startswith(MEMBERS):
+            target, name = members, entry.key.removeprefix(MEMBERS)
+        elif entry.key.startswith(REQUESTS):
+            target, name = requests, entry.key.removeprefix(REQUESTS)
+        elif entry.key in SINGLE_KEYS:
+            target, name = keys, entry.key
+        else:
+            continue  # anything else under the prefix is not ours to interpret
         value = parse_value(entry)
         if isinstance(value, Unparsable):
             problems.append(value.describe())
-        if entry.key.startswith(MEMBERS):
-            members[entry.key.removeprefix(MEMBERS)] = value
-        elif entry.key.startswith(REQUESTS):
-            requests[entry.key.removeprefix(REQUESTS)] = value
-        elif entry.key in SINGLE_KEYS:
-            keys[entry.key] = value
-        # Anything else under the prefix is not ours to interpret; it is left alone.
+        target[name] = value
     return ClusterSnapshot(
         revision=revision,
         leader=leader,

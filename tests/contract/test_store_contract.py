@@ -23,6 +23,7 @@ from pgha.adapters.store import (
     Record,
     Unparsable,
 )
+from pgha.errors import StoreError
 from tests.contract.harness import EtcdHarness, MemoryHarness, StoreHarness, wait_until
 
 
@@ -304,3 +305,19 @@ def test_the_snapshot_is_one_consistent_read(harness: StoreHarness) -> None:
     finally:
         stop.set()
         thread.join(timeout=30)
+
+
+def test_acquiring_on_an_expired_lease_is_refused_loudly(harness: StoreHarness) -> None:
+    store = harness.make_store()
+    lease = store.grant_lease(10)
+    store.revoke_lease(lease)
+    with pytest.raises(StoreError, match="lease"):
+        store.acquire_leader("pg1", lease)
+    assert store.read_cluster().leader is None
+
+
+def test_keys_outside_pghas_layout_are_left_alone(harness: StoreHarness) -> None:
+    store = harness.make_store()
+    harness.write_raw("operator-notes/today", "not json at all")
+    snapshot = store.read_cluster()
+    assert snapshot.problems == ()

@@ -1,0 +1,423 @@
+"""The transport to etcd v3's JSON gateway: endpoints, timeouts, TLS, token auth, errors.
+
+Every request of `EtcdStore` goes through `EtcdTransport.call`, which keeps these promises:
+- one call never takes longer than `timeout` seconds in total, over every endpoint it tries
+  (connect and read are both bounded), so a frozen etcd costs a `StoreUnavailable`, never a
+  hang;
+- a request that never reached a server (refused, connect timeout, TLS failure, "no
+  leader") is tried on the next endpoint, and the endpoint that answered becomes the first
+  choice of the next call;
+- a write that was sent and got no answer raises `StoreOutcomeUnknown` and is *not* tried
+  again elsewhere: it may have been applied, and only a fresh read can tell (traps 1d);
+- etcd's refusals become typed errors: bad credentials or missing permissions are
+  `StoreAuthError`; an expired or invalidated token is renewed once, transparently.
+
+It uses etcd3gw's `Etcd3Client` for the endpoint URLs and posts raw gateway JSON itself:
+etcd3gw drops response headers (the revisions pgha needs), applies one mutable timeout to
+every request, and folds "never sent" and "sent, no answer" into one exception, which is
+the distinction that decides whether a write may be retried.
+
+It must not interpret keys or values: that is `EtcdStore`'s job.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import urllib3.exceptions
+from etcd3gw.client import Etcd3Client
+
+from pgha.errors import StoreAuthError, StoreError, StoreOutcomeUnknown, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+AUTHENTICATE = "/auth/authenticate"
+API_PATH = "/v3/"
+"""The gateway's path on etcd >= 3.4; fixed, so that no call spends time on discovery."""
+
+MIN_CONNECT_SECONDS = 0.2
+"""Floor of one endpoint's connect timeout when the call's budget is split between several."""
+
+# gRPC status codes as the gateway reports them in {"error", "message", "code"}.
+GRPC_DEADLINE_EXCEEDED = 4
+GRPC_NOT_FOUND = 5
+GRPC_PERMISSION_DENIED = 7
+GRPC_RESOURCE_EXHAUSTED = 8
+GRPC_FAILED_PRECONDITION = 9
+GRPC_UNAVAILABLE = 14
+GRPC_UNAUTHENTICATED = 16
+
+
+def b64(text: str | bytes) -> str:
+    """Base64 of a key or value as the gateway wants it (text is UTF-8)."""
+    data = text.encode() if isinstance(text, str) else text
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text: str) -> str:
+    """Decode a gateway base64 field; bytes that are not UTF-8 become U+FFFD, never an error."""
+    return base64.b64decode(text).decode("utf-8", errors="replace")
+
+
+def prefix_range_end(prefix: str) -> str:
+    """The base64 `range_end` that makes a range cover every key starting with `prefix`."""
+    data = bytearray(prefix.encode())
+    while data and data[-1] == 0xFF:
+        data.pop()
+    if not data:
+        return b64(b"\0")  # every key
+    data[-1] += 1
+    return b64(bytes(data))
+
+
+class EtcdRequestError(StoreError):
+    """etcd answered and refused the request; it was not applied."""
+
+    def __init__(self, message: str, grpc_code: int | None, etcd_message: str) -> None:
+        super().__init__(message)
+        self.grpc_code = grpc_code
+        self.etcd_message = etcd_message
+
+
+class _NotAppliedError(Exception):
+    """The request never reached etcd, or etcd refused it before applying it: try elsewhere."""
+
+
+class _NoAnswerError(Exception):
+    """The request was sent but no complete answer came back: a write's outcome is unknown."""
+
+
+class _TokenRejectedError(Exception):
+    """etcd did not accept our token (expired, invalidated, stale): authenticate again."""
+
+
+class EtcdTransport:
+    """Posts JSON to the first etcd endpoint that answers, within one overall timeout."""
+
+    def __init__(
+        self,
+        endpoints: list[str],
+        *,
+        timeout: float,
+        username: str | None = None,
+        password: str | None = None,
+        ca_cert: Path | None = None,
+        cert: Path | None = None,
+        key: Path | None = None,
+    ) -> None:
+        if not endpoints:
+            raise ValueError("etcd needs at least one endpoint")
+        if timeout <= 0:
+            raise ValueError(f"etcd timeout must be positive, got {timeout}")
+        if (cert is None) != (key is None):
+            raise ValueError("a client certificate needs its key, and a key its certificate")
+        if password is not None and username is None:
+            raise ValueError("an etcd password needs a username")
+        self.timeout = timeout
+        self.username = username
+        self._password = password
+        self._ca_cert = ca_cert
+        self._cert = cert
+        self._key = key
+        self.endpoints = [url.rstrip("/") for url in endpoints]
+        self._session = self.new_session()
+        self._clients = [self._client_for(url, self._session) for url in self.endpoints]
+        self._lock = threading.Lock()
+        self._preferred = 0
+        self._token: str | None = None
+        """None: not authenticated yet; "": etcd said authentication is disabled."""
+
+    def new_session(self) -> requests.Session:
+        """A session with our TLS settings; the watch uses one of its own."""
+        session = requests.Session()
+        # REQUESTS_CA_BUNDLE (set on our machines) and proxy variables would otherwise
+        # override the configured CA and route loopback traffic elsewhere.
+        session.trust_env = False
+        session.verify = str(self._ca_cert) if self._ca_cert is not None else True
+        if self._cert is not None and self._key is not None:
+            session.cert = (str(self._cert), str(self._key))
+        return session
+
+    @staticmethod
+    def _client_for(url: str, session: requests.Session) -> Etcd3Client:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or parts.hostname is None:
+            raise ValueError(f"etcd endpoint must be http(s)://host:port, got {url!r}")
+        return Etcd3Client(
+            parts.hostname, parts.port or 2379, parts.scheme, api_path=API_PATH, session=session
+        )
+
+    def url(self, index: int, path: str) -> str:
+        """The full URL of an API path (`/kv/range`, `/watch`) on endpoint `index`."""
+        return self._clients[index].get_url(path)
+
+    @property
+    def preferred_index(self) -> int:
+        with self._lock:
+            return self._preferred
+
+    def call(self, path: str, body: dict[str, Any], *, idempotent: bool, what: str) -> Any:
+        """POST `body` to `path` and return the decoded answer.
+
+        `idempotent` requests (reads, keepalives, revokes) may be sent again to another
+        endpoint after an unanswered attempt; other writes raise StoreOutcomeUnknown then.
+        `what` names the operation and key for error messages.
+        """
+        deadline = time.monotonic() + self.timeout
+        return self._call_until(deadline, path, body, idempotent=idempotent, what=what)
+
+    def auth_headers(self) -> dict[str, str]:
+        """The Authorization header for a request made elsewhere (the watch), if auth is on."""
+        if self.username is None:
+            return {}
+        return self._auth_headers(time.monotonic() + self.timeout, "watch")
+
+    def forget_token(self, token: str | None) -> None:
+        """Drop `token` because etcd rejected it; the next request authenticates again."""
+        with self._lock:
+            if self._token == (token or ""):
+                self._token = None
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _call_until(
+        self, deadline: float, path: str, body: dict[str, Any], *, idempotent: bool, what: str
+    ) -> Any:
+        failures: list[str] = []
+        token_renewed = False
+        order = self._rotation()
+        for position, index in enumerate(order):
+            while (remaining := deadline - time.monotonic()) > 0:
+                headers = {} if path == AUTHENTICATE else self._auth_headers(deadline, what)
+                try:
+                    return self._attempt(
+                        index,
+                        path,
+                        body,
+                        headers=headers,
+                        remaining=remaining,
+                        endpoints_left=len(order) - position,
+                        idempotent=idempotent,
+                    )
+                except _TokenRejectedError as exc:
+                    self.forget_token(headers.get("Authorization"))
+                    if token_renewed:
+                        raise StoreAuthError(
+                            f"{what}: etcd at {self.endpoints[index]} rejected a fresh token "
+                            f"for user {self.username!r} ({exc}); giving up on this request"
+                        ) from None
+                    token_renewed = True
+                except (_NotAppliedError, _NoAnswerError) as exc:
+                    if isinstance(exc, _NoAnswerError) and not idempotent:
+                        self._demote(index)
+                        raise self._outcome_unknown(what, index, exc) from None
+                    failures.append(f"{self.endpoints[index]}: {exc}")
+                    self._demote(index)
+                    break
+                except EtcdRequestError as exc:
+                    raise EtcdRequestError(
+                        f"{what}: {exc}", exc.grpc_code, exc.etcd_message
+                    ) from None
+                except StoreAuthError as exc:
+                    raise StoreAuthError(f"{what}: {exc}") from None
+        raise self._unavailable(what, failures, order)
+
+    def _outcome_unknown(self, what: str, index: int, exc: Exception) -> StoreOutcomeUnknown:
+        return StoreOutcomeUnknown(
+            f"{what}: sent to etcd at {self.endpoints[index]} but {exc}; it may or may not "
+            "have been applied, so it is not retried elsewhere; re-read the cluster before "
+            "relying on it"
+        )
+
+    def _unavailable(self, what: str, failures: list[str], order: list[int]) -> StoreUnavailable:
+        untried = [self.endpoints[i] for i in order[len(failures) :]]
+        detail = "; ".join(failures) or "no endpoint could be tried"
+        if untried:
+            detail += f"; no time left for {', '.join(untried)}"
+        return StoreUnavailable(
+            f"{what}: etcd unreachable within {self.timeout:g} s ({detail}); "
+            "nothing was applied; the caller may retry"
+        )
+
+    def _rotation(self) -> list[int]:
+        with self._lock:
+            first = self._preferred
+        count = len(self.endpoints)
+        return [(first + step) % count for step in range(count)]
+
+    def _demote(self, index: int) -> None:
+        # The next call starts at the endpoint after the one that just failed.
+        with self._lock:
+            if self._preferred == index:
+                self._preferred = (index + 1) % len(self.endpoints)
+
+    def _attempt(
+        self,
+        index: int,
+        path: str,
+        body: dict[str, Any],
+        *,
+        headers: dict[str, str],
+        remaining: float,
+        endpoints_left: int,
+        idempotent: bool,
+    ) -> Any:
+        connect = min(remaining, max(MIN_CONNECT_SECONDS, self.timeout / len(self.endpoints)))
+        # A read leaves time for the endpoints after this one; a write must wait for its
+        # answer, since it cannot be sent anywhere else once it left.
+        read = remaining / endpoints_left if idempotent else remaining
+        url = self.url(index, path)
+        try:
+            response = self._session.post(url, json=body, headers=headers, timeout=(connect, read))
+        except requests.RequestException as exc:
+            raise _classify_transport_error(exc, connect, read, self._ca_cert) from None
+        return _decode_answer(response, expects_auth=self.username is not None)
+
+    def _auth_headers(self, deadline: float, what: str) -> dict[str, str]:
+        if self.username is None:
+            return {}
+        with self._lock:
+            token = self._token
+        if token is None:
+            token = self._authenticate(deadline, what)
+        return {"Authorization": token} if token else {}
+
+    def _authenticate(self, deadline: float, purpose: str) -> str:
+        what = f"{purpose}: authenticate as etcd user {self.username!r}"
+        body = {"name": self.username, "password": self._password or ""}
+        try:
+            answer = self._call_until(deadline, AUTHENTICATE, body, idempotent=True, what=what)
+        except EtcdRequestError as exc:
+            if exc.grpc_code == GRPC_FAILED_PRECONDITION:
+                log.warning("%s: etcd has authentication disabled; going on without a token", what)
+                return ""
+            raise StoreAuthError(
+                f"{exc}; check etcd.username and etcd.password; nothing was applied"
+            ) from None
+        token = answer.get("token")
+        if not isinstance(token, str) or not token:
+            raise StoreError(f"{what}: etcd answered without a token: {answer!r}")
+        with self._lock:
+            self._token = token
+        return token
+
+
+def _classify_transport_error(
+    exc: requests.RequestException, connect: float, read: float, ca_cert: Path | None
+) -> Exception:
+    """Split requests' exceptions into 'never sent' and 'sent, no answer'."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        ca = f"the CA in {ca_cert}" if ca_cert is not None else "the system CAs"
+        return _NotAppliedError(
+            f"TLS handshake failed ({_innermost(exc)}); check that {ca} signed etcd's "
+            "certificate and that the client certificate and key (if any) are right"
+        )
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return _NotAppliedError(f"no connection within {connect:.2g} s")
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return _NoAnswerError(f"no answer within {read:.2g} s")
+    if isinstance(exc, requests.exceptions.ConnectionError) and _never_connected(exc):
+        return _NotAppliedError(f"cannot connect ({_innermost(exc)})")
+    return _NoAnswerError(f"the connection broke ({_innermost(exc)})")
+
+
+def _never_connected(exc: requests.exceptions.ConnectionError) -> bool:
+    reason: Any = exc.args[0] if exc.args else None
+    if isinstance(reason, urllib3.exceptions.MaxRetryError):
+        reason = reason.reason
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
+
+
+def _innermost(exc: BaseException) -> str:
+    """The most specific message in a chain of wrapped transport exceptions."""
+    current: Any = exc
+    for _ in range(5):
+        inner = getattr(current, "reason", None) or (current.args[0] if current.args else None)
+        if not isinstance(inner, BaseException):
+            break
+        current = inner
+    text = str(current)
+    # Drop urllib3's "HTTPConnection(host=..., port=...): " prefix: the caller names the endpoint.
+    prefix, sep, rest = text.partition("): ")
+    return rest if sep and prefix.startswith(("HTTP", "<")) else text
+
+
+def _decode_answer(response: requests.Response, *, expects_auth: bool) -> Any:
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if response.status_code == requests.codes.ok:
+        if not isinstance(answer, dict):
+            raise _NoAnswerError(f"the answer was not JSON (HTTP {response.status_code})")
+        if isinstance(answer.get("error"), dict):  # an error inside a streamed answer
+            answer = answer["error"]
+        else:
+            return answer
+    if isinstance(answer, dict) and ("error" in answer or "message" in answer):
+        raise _refusal(answer, response.url, expects_auth=expects_auth)
+    status = f"HTTP {response.status_code} {response.reason}"
+    if response.status_code >= 500:  # a proxy or a crashing gateway: we cannot tell more
+        raise _NoAnswerError(f"{status} without an etcd error")
+    text = response.text[:200].strip()
+    if "CommonName" in text:
+        # etcd 3.4 with auth enabled rejects gateway requests from a client certificate
+        # that has a CN, since the gateway cannot pass the CN on as the RBAC user.
+        raise StoreAuthError(
+            f"etcd at {_origin(response.url)} refused the client certificate: {text!r}; "
+            "use a client certificate without a CommonName (authenticate with "
+            "etcd.username and etcd.password instead); nothing was applied"
+        )
+    raise EtcdRequestError(
+        f"etcd at {_origin(response.url)} refused: {status}: {text!r}", None, text
+    )
+
+
+def _refusal(error: dict[str, Any], url: str, *, expects_auth: bool) -> Exception:
+    """Turn the gateway's {"error", "message", "code"} into the exception the caller needs."""
+    message = str(error.get("message") or error.get("error") or "unknown error")
+    raw_code = str(error.get("grpc_code", error.get("code")))
+    code = int(raw_code) if raw_code.isdigit() else None
+    if "invalid auth token" in message or "auth store is old" in message:
+        return _TokenRejectedError(message)
+    if expects_auth and "user name is empty" in message:
+        # We hold no token because etcd had authentication off when we asked; it is on now.
+        return _TokenRejectedError(message)
+    if code == GRPC_PERMISSION_DENIED or "permission denied" in message:
+        return StoreAuthError(
+            f"etcd at {_origin(url)} denied the request: {message}; grant the etcd user "
+            "readwrite on the cluster prefix; nothing was applied"
+        )
+    if code == GRPC_UNAUTHENTICATED or "user name is empty" in message:
+        return StoreAuthError(
+            f"etcd at {_origin(url)} requires authentication: {message}; set etcd.username "
+            "and etcd.password; nothing was applied"
+        )
+    if code == GRPC_UNAVAILABLE and "no leader" in message:
+        return _NotAppliedError(message)
+    if code == GRPC_RESOURCE_EXHAUSTED and "too many requests" in message:
+        return _NotAppliedError(message)
+    if code == GRPC_NOT_FOUND and "lease not found" in message:
+        return EtcdRequestError(
+            f"etcd at {_origin(url)} refused: {message} (it expired or was revoked; "
+            "nothing was written)",
+            code,
+            message,
+        )
+    if code in (GRPC_UNAVAILABLE, GRPC_DEADLINE_EXCEEDED):
+        # "request timed out", "leader changed": the proposal may still be applied.
+        return _NoAnswerError(f"etcd answered {message!r}")
+    return EtcdRequestError(f"etcd at {_origin(url)} refused: {message}", code, message)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
