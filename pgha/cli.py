@@ -7,6 +7,7 @@ agent's API.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +15,8 @@ from typing import Annotated
 import typer
 import yaml
 
+from pgha.agent.guard import Guard
+from pgha.agent.loop import Agent
 from pgha.errors import ConfigError
 from pgha.settings import Settings, load_settings, masked, unreadable_files
 
@@ -79,6 +82,35 @@ def _load_or_exit(config: Path) -> Settings:
         for problem in exc.problems:
             typer.echo(problem, err=True)
         raise typer.Exit(code=1) from None
+
+
+@app.command()
+def agent(config: ConfigOption = Path("/etc/pgha/pgha.yml")) -> None:
+    """Run the HA agent for this node until SIGTERM (then stop Postgres cleanly and hand over)."""
+    settings = _load_or_exit(config)
+    setup_logging()
+    Agent(settings).run()
+
+
+@app.command(hidden=True)
+def guard(
+    data_dir: Annotated[Path, typer.Option("--data-dir")],
+    deadline_file: Annotated[Path, typer.Option("--deadline-file")],
+    poll: Annotated[float, typer.Option("--poll")] = 0.5,
+) -> None:
+    """Fence Postgres when the agent's fencing deadline passes (the agent starts this)."""
+    setup_logging()
+    Guard(data_dir, deadline_file, poll).run()
+
+
+def setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # APScheduler reports each tick skipped while a long cycle runs; that is by design.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
 
 def main() -> None:

@@ -142,6 +142,11 @@ class ApiSettings(_Section):
     listen: Address = "127.0.0.1:8008"
 
 
+class TagSettings(_Section):
+    nofailover: bool = False
+    failover_priority: int = 0
+
+
 class Settings(BaseSettings):
     """Everything one agent needs to know about itself and where its cluster lives."""
 
@@ -155,10 +160,17 @@ class Settings(BaseSettings):
     etcd: EtcdSettings = EtcdSettings()
     postgres: PostgresSettings
     api: ApiSettings = ApiSettings()
+    tags: TagSettings = TagSettings()
+    run_dir: Path = Field(
+        default=Path("/run/pgha"),
+        description="local state: the fencing deadline handed to the guard (tmpfs)",
+    )
     ttl: int = Field(default=30, ge=2, description="seconds the leader lease lives unrenewed")
     loop_wait: float = Field(default=10, gt=0)
     retry_timeout: float = Field(default=7, gt=0)
     safety_margin: float = Field(default=5, gt=0)
+    primary_start_timeout: float = Field(default=300, ge=0)
+    maximum_lag_on_failover: int = Field(default=1024 * 1024, ge=0, description="bytes")
 
     @model_validator(mode="after")
     def _timers_leave_room_to_fence(self) -> Self:

@@ -72,6 +72,12 @@ def _configured_upstream(conninfo: str, slot: str) -> Upstream | None:
     return Upstream(host=host, port=port, slot=slot or None) if host else None
 
 
+_HISTORY_TLI_SQL = """
+SELECT max(('x' || substr(name, 1, 8))::bit(32)::int)
+  FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{8}[.]history$'
+"""
+
+
 def _read_server(connection: Connection) -> dict[str, Any]:
     """All SQL-derived fields of PostgresState, from three queries on one connection."""
     cursor = connection.cursor()
@@ -91,7 +97,15 @@ def _read_server(connection: Connection) -> dict[str, Any]:
     if in_recovery:
         # No SQL function gives a standby's replay timeline on PG 15: take the best of the
         # timeline it receives and what pg_control knows.
-        known = [checkpoint_tli, min_recovery_tli, receiver.received_timeline if receiver else 0]
+        # A replica that switched to a newer timeline keeps that timeline's history file in
+        # pg_wal, and still knows its timeline after its walreceiver has disconnected.
+        history_tli = cursor.execute(_HISTORY_TLI_SQL).fetchone()
+        known = [
+            checkpoint_tli,
+            min_recovery_tli,
+            receiver.received_timeline if receiver else 0,
+            history_tli[0] if history_tli else 0,
+        ]
         timeline = max(tli for tli in known if tli is not None)
     else:
         # pg_control_checkpoint() lags right after a promotion; the WAL file name does not.

@@ -1,0 +1,67 @@
+"""Starting pgha's own helper process (the guard) and checking on it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SCRUBBED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+
+
+class GuardProcess:
+    """A running `pgha guard`; the agent checks it every cycle."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self._process = process
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode
+
+    def stop(self, timeout_seconds: float = 10) -> None:
+        if self.alive():
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=timeout_seconds)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+
+def spawn_guard(
+    data_dir: Path, deadline_file: Path, poll_seconds: float, log_file: Path
+) -> GuardProcess:
+    """Start `pgha guard` in its own session, so that a signal to the agent's process group
+    (Ctrl-C, a kill of the group) does not take the guard with it before it has fenced."""
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
+    command = [
+        sys.executable,
+        "-m",
+        "pgha",
+        "guard",
+        "--data-dir",
+        str(data_dir),
+        "--deadline-file",
+        str(deadline_file),
+        "--poll",
+        str(poll_seconds),
+    ]
+    with log_file.open("ab") as log:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+            start_new_session=True,
+        )
+    return GuardProcess(process)

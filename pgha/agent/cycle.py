@@ -1,0 +1,176 @@
+"""One HA cycle: observe -> decide -> act -> publish, and one log line saying what and why.
+
+The cycle is level-based: it reads the whole state again every time and never acts on the
+event that woke it. Renewal sits at the front of every leader plan, so nothing slow
+comes before it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+
+from pgha.adapters.postgres_probe import PostgresProbe
+from pgha.adapters.postgres_state import PostgresState
+from pgha.adapters.store import ClusterStore
+from pgha.agent.cluster_view import parse_cluster
+from pgha.agent.execute import Executor, Outcome
+from pgha.agent.fencing_deadline import boottime
+from pgha.agent.local_view import local_view
+from pgha.agent.publish import Publisher, member_record
+from pgha.agent.runtime import Runtime
+from pgha.core.decide import decide
+from pgha.core.decision import Decision
+from pgha.core.model import ClusterView, Observation, PgRunState, Policy, Tags
+from pgha.errors import StoreError
+from pgha.settings import Settings
+
+log = logging.getLogger("pgha.agent")
+
+
+def policy_from_settings(settings: Settings) -> Policy:
+    """The policy before etcd's dynamic config is read (and its seed at bootstrap)."""
+    return Policy(
+        ttl_seconds=settings.ttl,
+        loop_wait_seconds=settings.loop_wait,
+        retry_timeout_seconds=settings.retry_timeout,
+        safety_margin_seconds=settings.safety_margin,
+        primary_start_timeout_seconds=settings.primary_start_timeout,
+        maximum_lag_on_failover_bytes=settings.maximum_lag_on_failover,
+        tags=Tags(settings.tags.nofailover, settings.tags.failover_priority),
+    )
+
+
+def dynamic_config_seed(settings: Settings) -> dict[str, object]:
+    return {
+        "ttl": settings.ttl,
+        "loop_wait": settings.loop_wait,
+        "retry_timeout": settings.retry_timeout,
+        "safety_margin": settings.safety_margin,
+        "primary_start_timeout": settings.primary_start_timeout,
+        "maximum_lag_on_failover": settings.maximum_lag_on_failover,
+    }
+
+
+class Cycle:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: ClusterStore,
+        probe: PostgresProbe,
+        executor: Executor,
+        runtime: Runtime,
+        clock: Callable[[], float] = boottime,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.probe = probe
+        self.executor = executor
+        self.runtime = runtime
+        self.clock = clock
+        self.policy = policy_from_settings(settings)
+        self.publisher = Publisher(store, settings.node)
+        self.last_decision: Decision | None = None
+
+    def run(self) -> Decision:
+        started = self.clock()
+        view, store_error = self._read_cluster()
+        state = self.probe.probe()
+        obs = self._observe(view, store_error, state, started)
+        decision = decide(obs, self.policy)
+        self.executor.handoff_ttl_seconds = int(self.policy.ttl_seconds)
+        outcomes = self.executor.run(decision, view)
+        if outcomes:  # actions ran: publish what Postgres is now, not what it was
+            state = self.probe.probe()
+        self._publish(decision, view, state)
+        self._log(obs, decision, outcomes, self.clock() - started)
+        self.last_decision = decision
+        return decision
+
+    # --- observe --------------------------------------------------------------------------
+
+    def _read_cluster(self) -> tuple[ClusterView | None, str | None]:
+        try:
+            if self.runtime.lease is None:
+                self.runtime.lease = self.store.grant_lease(int(self.policy.ttl_seconds))
+                self.publisher.forget()
+            snapshot = self.store.read_cluster()
+        except StoreError as exc:
+            return None, str(exc)
+        parsed = parse_cluster(snapshot, self.policy)
+        self.policy = replace(parsed.policy, tags=policy_from_settings(self.settings).tags)
+        for problem in parsed.problems:
+            log.warning("cluster store: %s", problem)
+        return parsed.view, None
+
+    def _observe(
+        self, view: ClusterView | None, error: str | None, state: PostgresState, now: float
+    ) -> Observation:
+        runtime = self.runtime
+        members = view.members if view is not None else {}
+        local = local_view(state, members, runtime.last_in_recovery)
+        if local.run_state is PgRunState.RUNNING:
+            runtime.last_in_recovery = local.in_recovery
+        if view is not None:
+            self._note_leader(view, now)
+        if runtime.claim is not None and not local.running:
+            if runtime.primary_down_since is None:
+                runtime.primary_down_since = now
+        else:
+            runtime.primary_down_since = None
+        return Observation(now, runtime.memory(), local, view, error)
+
+    def _note_leader(self, view: ClusterView, now: float) -> None:
+        runtime = self.runtime
+        if view.leader is not None:
+            runtime.last_leader_revision = view.revision
+            runtime.no_leader_since = None
+            runtime.no_leader_revision = None
+        elif runtime.no_leader_since is None:
+            runtime.no_leader_since = now
+            runtime.no_leader_revision = view.revision
+
+    # --- publish and log ------------------------------------------------------------------
+
+    def _publish(self, decision: Decision, view: ClusterView | None, state: PostgresState) -> None:
+        runtime = self.runtime
+        if view is None or runtime.lease is None:
+            return
+        try:
+            if runtime.claim is None and self.store.keep_alive(runtime.lease) <= 0:
+                runtime.lease = None
+                return
+            local = local_view(state, view.members, runtime.last_in_recovery)
+            record = member_record(self.settings, local, runtime, decision)
+            self.publisher.publish_member(record, local.position, runtime.lease, self.clock())
+            if runtime.claim is not None and local.writable:
+                self.publisher.publish_status(
+                    runtime.claim, local.timeline, local.position, self.clock()
+                )
+        except StoreError as exc:
+            log.warning("could not publish this member's state: %s", exc)
+
+    def _log(
+        self, obs: Observation, decision: Decision, outcomes: list[Outcome], took: float
+    ) -> None:
+        leader = obs.cluster.leader if obs.cluster is not None else None
+        role = "primary" if obs.local.writable else obs.local.run_state.value
+        if obs.local.run_state is PgRunState.RUNNING and obs.local.in_recovery:
+            role = "replica"
+        done = "; ".join(outcome.describe() for outcome in outcomes) or "nothing"
+        failed = any(not outcome.ok for outcome in outcomes)
+        level = logging.WARNING if failed else logging.INFO
+        log.log(
+            level,
+            "node=%s role=%s leader=%s term=%s code=%s reason=%r actions=[%s] took=%.3fs",
+            self.settings.node,
+            role,
+            leader.holder if leader is not None else "none",
+            leader.term if leader is not None else "-",
+            decision.code,
+            decision.reason,
+            done,
+            took,
+        )

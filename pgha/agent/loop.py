@@ -1,0 +1,167 @@
+"""The agent process: the cycle on APScheduler, woken early by the etcd watch, the guard
+beside it, and a clean stop on SIGTERM.
+
+On SIGTERM a leader shuts Postgres down cleanly first (a clean shutdown ships all WAL to
+the connected replicas) and only then releases the key, publishing the shutdown
+checkpoint as the handoff's final LSN, so that a caught-up replica takes over at once
+and none that lacks a byte can (DESIGN rule 7, traps 8). Never the other way round.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from datetime import datetime
+from types import FrameType
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from pgha.adapters.etcd_store import EtcdStore
+from pgha.adapters.postgres_control import PostgresControl
+from pgha.adapters.postgres_probe import PostgresProbe
+from pgha.adapters.processes import GuardProcess, spawn_guard
+from pgha.adapters.store import Watch
+from pgha.agent.cycle import Cycle, dynamic_config_seed
+from pgha.agent.execute import Executor
+from pgha.agent.runtime import Runtime
+from pgha.core import actions as a
+from pgha.core.decision import decision
+from pgha.errors import PghaError
+from pgha.settings import GUARD_POLL_INTERVAL_SECONDS, Settings
+
+log = logging.getLogger("pgha.agent")
+JOB_ID = "ha-cycle"
+
+
+class Agent:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.run_dir.mkdir(parents=True, exist_ok=True)
+        self.store = EtcdStore.from_settings(settings)
+        self.control = PostgresControl(settings.postgres, node=settings.node)
+        probe_timeout = min(3.0, settings.retry_timeout)
+        self.probe = PostgresProbe(settings.postgres, timeout_seconds=probe_timeout)
+        self.runtime = Runtime(
+            name=settings.node,
+            safety_margin_seconds=settings.safety_margin,
+            deadline_file=settings.run_dir / f"{settings.node}.deadline",
+            agent_pid=os.getpid(),
+        )
+        self.executor = Executor(
+            store=self.store,
+            control=self.control,
+            probe=self.probe,
+            runtime=self.runtime,
+            dynamic_config_seed=dynamic_config_seed(settings),
+        )
+        self.cycle = Cycle(
+            settings=settings,
+            store=self.store,
+            probe=self.probe,
+            executor=self.executor,
+            runtime=self.runtime,
+        )
+        self.scheduler = BackgroundScheduler(job_defaults={"misfire_grace_time": None})
+        self.stopping = threading.Event()
+        self.guard: GuardProcess | None = None
+        self.watch: Watch | None = None
+        self.loop_wait = settings.loop_wait
+
+    def run(self) -> None:
+        self.runtime.disarm_guard()
+        self._ensure_guard()
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        self.scheduler.add_job(
+            self._tick,
+            IntervalTrigger(seconds=self.loop_wait),
+            id=JOB_ID,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(),
+        )
+        self.scheduler.start()
+        try:
+            self.watch = self.store.watch_leader(self.wake)
+        except PghaError as exc:
+            log.warning("no leader watch (%s): the loop runs on its timer alone", exc)
+        log.info("agent %s started (pid %d)", self.settings.node, os.getpid())
+        while not self.stopping.wait(1.0):
+            pass
+        self.shutdown()
+
+    def wake(self) -> None:
+        """The leader key changed: run the next cycle now rather than at the next tick."""
+        if not self.stopping.is_set():
+            job = self.scheduler.get_job(JOB_ID)
+            if job is not None:
+                job.modify(next_run_time=datetime.now())
+
+    def _tick(self) -> None:
+        if self.stopping.is_set():
+            return
+        self._ensure_guard()
+        try:
+            self.cycle.run()
+        except Exception:  # the loop must outlive any one cycle
+            log.exception("the HA cycle failed; trying again at the next tick")
+        loop_wait = self.cycle.policy.loop_wait_seconds
+        if loop_wait != self.loop_wait:
+            self.loop_wait = loop_wait
+            self.scheduler.reschedule_job(JOB_ID, trigger=IntervalTrigger(seconds=loop_wait))
+
+    def _ensure_guard(self) -> None:
+        alive = self.guard is not None and self.guard.alive()
+        if not alive:
+            if self.guard is not None:
+                log.warning(
+                    "the guard process exited (%s): starting a new one", self.guard.returncode
+                )
+            self.guard = spawn_guard(
+                self.settings.postgres.data_dir,
+                self.settings.run_dir / f"{self.settings.node}.deadline",
+                GUARD_POLL_INTERVAL_SECONDS,
+                self.settings.run_dir / f"{self.settings.node}.guard.log",
+            )
+        self.runtime.guard_alive = True
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        self.stopping.set()
+
+    def shutdown(self) -> None:
+        """Stop cleanly: Postgres first, then the key, then our member record and the guard."""
+        self.scheduler.shutdown(wait=True)
+        if self.watch is not None:
+            self.watch.stop()
+        plan: list[a.Action] = [a.StopPostgres("fast")]
+        if self.runtime.claim is not None:
+            final_lsn = self._final_lsn_after_stop()
+            plan = [a.StopPostgres("fast"), a.ReleaseLeader(final_lsn=final_lsn)]
+        stop = decision("shutdown", "the agent is stopping: Postgres first, then the key", *plan)
+        outcomes = self.executor.run(stop, None)
+        for outcome in outcomes:
+            log.info("shutdown: %s", outcome.describe())
+        if all(outcome.ok for outcome in outcomes):
+            self.runtime.lost_leadership()
+            if self.runtime.lease is not None:
+                try:
+                    self.store.revoke_lease(self.runtime.lease)
+                except PghaError as exc:
+                    log.warning("could not revoke our lease: %s", exc)
+        if self.guard is not None:
+            self.guard.stop()
+        self.store.close()
+        log.info("agent %s stopped", self.settings.node)
+
+    def _final_lsn_after_stop(self) -> int | None:
+        """Stop cleanly now, so that the shutdown checkpoint is the handoff's final LSN."""
+        try:
+            self.control.stop(mode="fast")
+            return self.control.read_control_data().checkpoint_lsn
+        except PghaError as exc:
+            log.warning("clean stop failed (%s): no final LSN for the handoff", exc)
+            return None

@@ -1,0 +1,116 @@
+"""What an agent tells the cluster about itself: its member record and, as leader, status.
+
+Member records are rewritten only when something an operator or a peer decides on has
+changed (role, state, timeline, tags, upstream, decision code, leaderless revision), or
+when the position moved by more than POSITION_PUBLISH_BYTES or the record is older than
+POSITION_PUBLISH_SECONDS (traps 20): an idle cluster writes almost nothing to etcd.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pgha.adapters.store import STATUS, ClusterStore, LeaderClaim, Lease
+from pgha.agent.runtime import Runtime
+from pgha.core.decision import Decision
+from pgha.core.model import LocalPostgres, PgRunState, format_lsn
+from pgha.settings import Settings, split_address
+
+POSITION_PUBLISH_BYTES = 1024 * 1024
+POSITION_PUBLISH_SECONDS = 30.0
+
+
+def member_record(
+    settings: Settings, local: LocalPostgres, runtime: Runtime, decision: Decision
+) -> dict[str, Any]:
+    host, port = split_address(settings.postgres.connect_address)
+    if local.run_state is PgRunState.NO_DATA:
+        role = "uninitialized"
+    elif local.running and not local.in_recovery:
+        role = "primary"
+    else:
+        role = "replica"
+    return {
+        "host": host,
+        "port": port,
+        "api_url": f"http://{settings.api.listen}",
+        "role": role,
+        "state": local.run_state.value,
+        "running": local.run_state is PgRunState.RUNNING,
+        "in_recovery": local.in_recovery,
+        "timeline": local.timeline,
+        "position": format_lsn(local.position) if local.position is not None else None,
+        "upstream": local.upstream,
+        "streaming": local.upstream is not None,
+        "tags": {
+            "nofailover": settings.tags.nofailover,
+            "failover_priority": settings.tags.failover_priority,
+        },
+        "no_leader_revision": runtime.no_leader_revision,
+        "checkpoint_after_promote": runtime.checkpoint_after_promote,
+        "sysid": local.system_identifier,
+        "term": runtime.claim.term if runtime.claim is not None else None,
+        "decision": {"code": decision.code, "reason": decision.reason},
+    }
+
+
+def _significant(record: dict[str, Any]) -> dict[str, Any]:
+    shown = {k: v for k, v in record.items() if k not in ("position", "decision")}
+    shown["code"] = record["decision"]["code"]
+    return shown
+
+
+@dataclass
+class Publisher:
+    store: ClusterStore
+    name: str
+    last_record: dict[str, Any] | None = None
+    last_position: int | None = None
+    last_at: float = 0.0
+    last_status: tuple[int, int | None, int | None] | None = None
+    status_at: float = 0.0
+
+    def publish_member(
+        self, record: dict[str, Any], position: int | None, lease: Lease, now: float
+    ) -> bool:
+        """Write the member record if it changed enough; True if it was written."""
+        if not self._due(record, position, now):
+            return False
+        self.store.publish_member(self.name, record, lease)
+        self.last_record, self.last_position, self.last_at = record, position, now
+        return True
+
+    def _due(self, record: dict[str, Any], position: int | None, now: float) -> bool:
+        if self.last_record is None or _significant(record) != _significant(self.last_record):
+            return True
+        if now - self.last_at >= POSITION_PUBLISH_SECONDS:
+            return True
+        if position is None or self.last_position is None:
+            return position != self.last_position
+        return abs(position - self.last_position) >= POSITION_PUBLISH_BYTES
+
+    def forget(self) -> None:
+        """Write the next record whatever it holds (after a new lease, or on request)."""
+        self.last_record = None
+
+    def publish_status(
+        self, claim: LeaderClaim, timeline: int | None, position: int | None, now: float
+    ) -> bool:
+        """As leader: the primary's position, the base of every replica's lag limit."""
+        current = (claim.term, timeline, position)
+        unchanged = self.last_status is not None and self.last_status[:2] == current[:2]
+        if unchanged and now - self.status_at < POSITION_PUBLISH_SECONDS:
+            assert self.last_status is not None
+            moved = abs((position or 0) - (self.last_status[2] or 0))
+            if moved < POSITION_PUBLISH_BYTES:
+                return False
+        status = {
+            "term": claim.term,
+            "timeline": timeline,
+            "position": format_lsn(position) if position is not None else None,
+        }
+        if not self.store.put(STATUS, status, as_leader=claim):
+            return False
+        self.last_status, self.status_at = current, now
+        return True

@@ -1,0 +1,76 @@
+"""What one agent process remembers between cycles, and the fencing deadline it keeps.
+
+The core sees this as an immutable NodeMemory; the executor updates it as actions succeed.
+The fencing deadline moves only on a renewal etcd confirmed, and is computed from the time
+the renewal was *sent* and the TTL etcd *granted* (DESIGN rule 2, traps 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pgha.adapters.store import LeaderClaim, Lease
+from pgha.agent.fencing_deadline import Deadline, write_deadline
+from pgha.core.model import NodeMemory
+
+
+@dataclass
+class Runtime:
+    name: str
+    safety_margin_seconds: float
+    deadline_file: Path | None = None
+    agent_pid: int = 0
+    lease: Lease | None = None
+    claim: LeaderClaim | None = None
+    fencing_deadline: float | None = None
+    released_term: int | None = None
+    primary_down_since: float | None = None
+    no_leader_since: float | None = None
+    no_leader_revision: int | None = None
+    last_leader_revision: int = 0
+    election_backoff_until: float | None = None
+    rewind_failed: bool = False
+    checkpoint_after_promote: bool = False
+    last_in_recovery: bool | None = None
+    guard_alive: bool = True
+
+    def memory(self) -> NodeMemory:
+        return NodeMemory(
+            name=self.name,
+            lease_id=self.lease.id if self.lease is not None else None,
+            claimed_term=self.claim.term if self.claim is not None else None,
+            fencing_deadline=self.fencing_deadline,
+            released_term=self.released_term,
+            primary_down_since=self.primary_down_since,
+            no_leader_since=self.no_leader_since,
+            last_leader_revision=self.last_leader_revision,
+            election_backoff_until=self.election_backoff_until,
+            rewind_failed=self.rewind_failed,
+            guard_alive=self.guard_alive,
+        )
+
+    def renewed(self, sent_at: float, claim: LeaderClaim) -> None:
+        """A renewal sent at `sent_at` was confirmed: move the deadline and tell the guard."""
+        assert self.lease is not None
+        self.claim = claim
+        self.fencing_deadline = sent_at + self.lease.ttl_seconds - self.safety_margin_seconds
+        self._publish_deadline()
+
+    def lost_leadership(self, released: bool = False) -> None:
+        """Forget the claim; a released term is never led again (traps 1)."""
+        if self.claim is not None and released:
+            self.released_term = self.claim.term
+        self.claim = None
+        self.fencing_deadline = None
+        self.checkpoint_after_promote = False
+        self._publish_deadline()
+
+    def disarm_guard(self) -> None:
+        self._publish_deadline()
+
+    def _publish_deadline(self) -> None:
+        if self.deadline_file is None:
+            return
+        term = self.claim.term if self.claim is not None else None
+        write_deadline(self.deadline_file, Deadline(self.fencing_deadline, term, self.agent_pid))
