@@ -8,17 +8,22 @@ agent's API.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated
 
 import typer
 import yaml
 
+from pgha.adapters.etcd_store import EtcdStore
 from pgha.agent.guard import Guard
 from pgha.agent.loop import Agent
-from pgha.errors import ConfigError
+from pgha.demo import Demo
+from pgha.errors import ConfigError, PghaError
 from pgha.settings import Settings, load_settings, masked, unreadable_files
+from pgha.status import render_status
 
 app = typer.Typer(
     name="pgha",
@@ -90,6 +95,56 @@ def agent(config: ConfigOption = Path("/etc/pgha/pgha.yml")) -> None:
     settings = _load_or_exit(config)
     setup_logging()
     Agent(settings).run()
+
+
+@app.command()
+def demo(
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Working directory for etcd, Postgres and logs.")
+    ] = Path("demo"),
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for a healthy cluster.")] = 180,
+    exit_when_healthy: Annotated[
+        bool, typer.Option("--exit-when-healthy", help="Stop again once healthy (for tests).")
+    ] = False,
+) -> None:
+    """Start etcd and three agents on this machine; they bootstrap a cluster. Ctrl-C stops it."""
+    setup_logging()
+    cluster = Demo(directory, typer.echo)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        cluster.start()
+        typer.echo("waiting for the agents to bootstrap the cluster...")
+        snapshot = cluster.wait_until_healthy(timeout)
+        typer.echo(cluster.status(snapshot))
+        typer.echo(f"\nconnect to the primary, wherever it is:\n  {cluster.connect_hint()}")
+        typer.echo(f"status: pgha status --config {directory / 'pg1.yml'}")
+        if not exit_when_healthy:
+            typer.echo("Ctrl-C stops the demo")
+            stop.wait()
+    except PghaError as exc:
+        typer.echo(f"demo failed: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    finally:
+        cluster.stop()
+
+
+@app.command()
+def status(config: ConfigOption = Path("/etc/pgha/pgha.yml")) -> None:
+    """Show the members of the cluster, the leader and its term; exit 1 without a leader."""
+    settings = _load_or_exit(config)
+    store = EtcdStore.from_settings(settings)
+    try:
+        snapshot = store.read_cluster()
+    except PghaError as exc:
+        typer.echo(f"cannot read cluster {settings.cluster!r} from etcd: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    finally:
+        store.close()
+    typer.echo(render_status(settings.cluster, snapshot))
+    if snapshot.leader is None:
+        raise typer.Exit(code=1)
 
 
 @app.command(hidden=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import subprocess
 import sys
 from pathlib import Path
@@ -65,3 +66,66 @@ def spawn_guard(
             start_new_session=True,
         )
     return GuardProcess(process)
+
+
+class ManagedProcess:
+    """A long-running child (etcd, an agent) started by `pgha demo`, stopped by PID."""
+
+    def __init__(self, name: str, process: subprocess.Popen[bytes], log_file: Path) -> None:
+        self.name = name
+        self.log_file = log_file
+        self._process = process
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.alive():
+            self._process.send_signal(signum)
+
+    def wait(self, timeout_seconds: float) -> bool:
+        try:
+            self._process.wait(timeout=timeout_seconds)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def kill(self) -> None:
+        if self.alive():
+            self._process.kill()
+            self._process.wait()
+
+
+def spawn(
+    name: str,
+    command: list[str],
+    log_file: Path,
+    *,
+    user: str | None = None,
+    cwd: Path | None = None,
+) -> ManagedProcess:
+    """Start a child in its own session with output to `log_file`, as `user` if given."""
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
+    uid = gid = None
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        uid, gid = entry.pw_uid, entry.pw_gid
+        env["HOME"] = entry.pw_dir
+    with log_file.open("ab") as log:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            user=uid,
+            group=gid,
+            extra_groups=[] if uid is not None else None,
+        )
+    return ManagedProcess(name, process, log_file)
