@@ -183,8 +183,20 @@ class Executor:
             raise ActionFailed("the key was no longer ours")
         return "released"
 
-    def _forget_leadership(self, action: a.ForgetLeadership, view: ClusterView | None) -> None:
-        self.runtime.lost_leadership()
+    def _forget_leadership(self, action: a.ForgetLeadership, view: ClusterView | None) -> str:
+        # The leader key may still be bound to our lease; keeping that lease alive for our
+        # member record would keep the key alive too, and nobody could ever take over.
+        # So the lease goes with the claim: revoked if etcd answers, abandoned otherwise.
+        runtime = self.runtime
+        lease, runtime.lease = runtime.lease, None
+        runtime.lost_leadership()
+        if lease is None:
+            return "no lease"
+        try:
+            self.store.revoke_lease(lease)
+        except PghaError as exc:
+            return f"lease abandoned, it expires on its own ({exc})"
+        return "lease revoked"
 
     # --- bootstrap ------------------------------------------------------------------------
 
