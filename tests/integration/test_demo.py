@@ -42,9 +42,7 @@ def test_the_demo_bootstraps_a_healthy_cluster_and_stops_cleanly() -> None:
     )
     leftovers = processes_under(workdir)
     assert result.returncode == 0, result.stderr[-3000:]
-    roles = sorted(
-        line.split()[2] for line in result.stdout.splitlines() if line.startswith("pg")
-    )
+    roles = sorted(line.split()[2] for line in result.stdout.splitlines() if line.startswith("pg"))
     assert roles == ["leader", "replica", "replica"], result.stdout
     assert "cluster demo: leader pg" in result.stdout
     assert "target_session_attrs=read-write" in result.stdout
