@@ -31,9 +31,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-import urllib3.exceptions
 from etcd3gw.client import Etcd3Client
 
+from pgha.adapters.etcd_answers import (
+    GRPC_FAILED_PRECONDITION,
+    EtcdRequestError,
+    NoAnswerError,
+    NotAppliedError,
+    TokenRejectedError,
+    classify_transport_error,
+    decode_answer,
+)
 from pgha.errors import StoreAuthError, StoreError, StoreOutcomeUnknown, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -44,15 +52,6 @@ API_PATH = "/v3/"
 
 MIN_CONNECT_SECONDS = 0.2
 """Floor of one endpoint's connect timeout when the call's budget is split between several."""
-
-# gRPC status codes as the gateway reports them in {"error", "message", "code"}.
-GRPC_DEADLINE_EXCEEDED = 4
-GRPC_NOT_FOUND = 5
-GRPC_PERMISSION_DENIED = 7
-GRPC_RESOURCE_EXHAUSTED = 8
-GRPC_FAILED_PRECONDITION = 9
-GRPC_UNAVAILABLE = 14
-GRPC_UNAUTHENTICATED = 16
 
 
 def b64(text: str | bytes) -> str:
@@ -75,27 +74,6 @@ def prefix_range_end(prefix: str) -> str:
         return b64(b"\0")  # every key
     data[-1] += 1
     return b64(bytes(data))
-
-
-class EtcdRequestError(StoreError):
-    """etcd answered and refused the request; it was not applied."""
-
-    def __init__(self, message: str, grpc_code: int | None, etcd_message: str) -> None:
-        super().__init__(message)
-        self.grpc_code = grpc_code
-        self.etcd_message = etcd_message
-
-
-class _NotAppliedError(Exception):
-    """The request never reached etcd, or etcd refused it before applying it: try elsewhere."""
-
-
-class _NoAnswerError(Exception):
-    """The request was sent but no complete answer came back: a write's outcome is unknown."""
-
-
-class _TokenRejectedError(Exception):
-    """etcd did not accept our token (expired, invalidated, stale): authenticate again."""
 
 
 class EtcdTransport:
@@ -207,7 +185,7 @@ class EtcdTransport:
                         endpoints_left=len(order) - position,
                         idempotent=idempotent,
                     )
-                except _TokenRejectedError as exc:
+                except TokenRejectedError as exc:
                     self.forget_token(headers.get("Authorization"))
                     if token_renewed:
                         raise StoreAuthError(
@@ -215,8 +193,8 @@ class EtcdTransport:
                             f"for user {self.username!r} ({exc}); giving up on this request"
                         ) from None
                     token_renewed = True
-                except (_NotAppliedError, _NoAnswerError) as exc:
-                    if isinstance(exc, _NoAnswerError) and not idempotent:
+                except (NotAppliedError, NoAnswerError) as exc:
+                    if isinstance(exc, NoAnswerError) and not idempotent:
                         self._demote(index)
                         raise self._outcome_unknown(what, index, exc) from None
                     failures.append(f"{self.endpoints[index]}: {exc}")
@@ -278,8 +256,8 @@ class EtcdTransport:
         try:
             response = self._session.post(url, json=body, headers=headers, timeout=(connect, read))
         except requests.RequestException as exc:
-            raise _classify_transport_error(exc, connect, read, self._ca_cert) from None
-        return _decode_answer(response, expects_auth=self.username is not None)
+            raise classify_transport_error(exc, connect, read, self._ca_cert) from None
+        return decode_answer(response, expects_auth=self.username is not None)
 
     def _auth_headers(self, deadline: float, what: str) -> dict[str, str]:
         if self.username is None:
@@ -308,116 +286,3 @@ class EtcdTransport:
         with self._lock:
             self._token = token
         return token
-
-
-def _classify_transport_error(
-    exc: requests.RequestException, connect: float, read: float, ca_cert: Path | None
-) -> Exception:
-    """Split requests' exceptions into 'never sent' and 'sent, no answer'."""
-    if isinstance(exc, requests.exceptions.SSLError):
-        ca = f"the CA in {ca_cert}" if ca_cert is not None else "the system CAs"
-        return _NotAppliedError(
-            f"TLS handshake failed ({_innermost(exc)}); check that {ca} signed etcd's "
-            "certificate and that the client certificate and key (if any) are right"
-        )
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return _NotAppliedError(f"no connection within {connect:.2g} s")
-    if isinstance(exc, requests.exceptions.ReadTimeout):
-        return _NoAnswerError(f"no answer within {read:.2g} s")
-    if isinstance(exc, requests.exceptions.ConnectionError) and _never_connected(exc):
-        return _NotAppliedError(f"cannot connect ({_innermost(exc)})")
-    return _NoAnswerError(f"the connection broke ({_innermost(exc)})")
-
-
-def _never_connected(exc: requests.exceptions.ConnectionError) -> bool:
-    reason: Any = exc.args[0] if exc.args else None
-    if isinstance(reason, urllib3.exceptions.MaxRetryError):
-        reason = reason.reason
-    return isinstance(reason, urllib3.exceptions.NewConnectionError)
-
-
-def _innermost(exc: BaseException) -> str:
-    """The most specific message in a chain of wrapped transport exceptions."""
-    current: Any = exc
-    for _ in range(5):
-        inner = getattr(current, "reason", None) or (current.args[0] if current.args else None)
-        if not isinstance(inner, BaseException):
-            break
-        current = inner
-    text = str(current)
-    # Drop urllib3's "HTTPConnection(host=..., port=...): " prefix: the caller names the endpoint.
-    prefix, sep, rest = text.partition("): ")
-    return rest if sep and prefix.startswith(("HTTP", "<")) else text
-
-
-def _decode_answer(response: requests.Response, *, expects_auth: bool) -> Any:
-    try:
-        answer = response.json()
-    except ValueError:
-        answer = None
-    if response.status_code == requests.codes.ok:
-        if not isinstance(answer, dict):
-            raise _NoAnswerError(f"the answer was not JSON (HTTP {response.status_code})")
-        if isinstance(answer.get("error"), dict):  # an error inside a streamed answer
-            answer = answer["error"]
-        else:
-            return answer
-    if isinstance(answer, dict) and ("error" in answer or "message" in answer):
-        raise _refusal(answer, response.url, expects_auth=expects_auth)
-    status = f"HTTP {response.status_code} {response.reason}"
-    if response.status_code >= 500:  # a proxy or a crashing gateway: we cannot tell more
-        raise _NoAnswerError(f"{status} without an etcd error")
-    text = response.text[:200].strip()
-    if "CommonName" in text:
-        # etcd 3.4 with auth enabled rejects gateway requests from a client certificate
-        # that has a CN, since the gateway cannot pass the CN on as the RBAC user.
-        raise StoreAuthError(
-            f"etcd at {_origin(response.url)} refused the client certificate: {text!r}; "
-            "use a client certificate without a CommonName (authenticate with "
-            "etcd.username and etcd.password instead); nothing was applied"
-        )
-    raise EtcdRequestError(
-        f"etcd at {_origin(response.url)} refused: {status}: {text!r}", None, text
-    )
-
-
-def _refusal(error: dict[str, Any], url: str, *, expects_auth: bool) -> Exception:
-    """Turn the gateway's {"error", "message", "code"} into the exception the caller needs."""
-    message = str(error.get("message") or error.get("error") or "unknown error")
-    raw_code = str(error.get("grpc_code", error.get("code")))
-    code = int(raw_code) if raw_code.isdigit() else None
-    if "invalid auth token" in message or "auth store is old" in message:
-        return _TokenRejectedError(message)
-    if expects_auth and "user name is empty" in message:
-        # We hold no token because etcd had authentication off when we asked; it is on now.
-        return _TokenRejectedError(message)
-    if code == GRPC_PERMISSION_DENIED or "permission denied" in message:
-        return StoreAuthError(
-            f"etcd at {_origin(url)} denied the request: {message}; grant the etcd user "
-            "readwrite on the cluster prefix; nothing was applied"
-        )
-    if code == GRPC_UNAUTHENTICATED or "user name is empty" in message:
-        return StoreAuthError(
-            f"etcd at {_origin(url)} requires authentication: {message}; set etcd.username "
-            "and etcd.password; nothing was applied"
-        )
-    if code == GRPC_UNAVAILABLE and "no leader" in message:
-        return _NotAppliedError(message)
-    if code == GRPC_RESOURCE_EXHAUSTED and "too many requests" in message:
-        return _NotAppliedError(message)
-    if code == GRPC_NOT_FOUND and "lease not found" in message:
-        return EtcdRequestError(
-            f"etcd at {_origin(url)} refused: {message} (it expired or was revoked; "
-            "nothing was written)",
-            code,
-            message,
-        )
-    if code in (GRPC_UNAVAILABLE, GRPC_DEADLINE_EXCEEDED):
-        # "request timed out", "leader changed": the proposal may still be applied.
-        return _NoAnswerError(f"etcd answered {message!r}")
-    return EtcdRequestError(f"etcd at {_origin(url)} refused: {message}", code, message)
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"

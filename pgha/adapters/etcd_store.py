@@ -21,14 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pgha.adapters.etcd_client import (
-    GRPC_NOT_FOUND,
-    EtcdRequestError,
-    EtcdTransport,
-    b64,
-    prefix_range_end,
-    unb64,
-)
+from pgha.adapters.etcd_answers import GRPC_NOT_FOUND, EtcdRequestError
+from pgha.adapters.etcd_client import EtcdTransport, b64, prefix_range_end, unb64
 from pgha.adapters.etcd_watch import LeaderWatch
 from pgha.adapters.store import (
     HANDOFF,

@@ -1,0 +1,161 @@
+"""How etcd's JSON gateway answers, translated into what the caller must do next.
+
+Three outcomes matter to the transport: the request was not applied (try the next
+endpoint), it was sent but not answered (a write's outcome is unknown), or our token was
+rejected (authenticate again). Everything else becomes a typed pgha error with a message
+that names the endpoint and the fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import urllib3.exceptions
+
+from pgha.errors import StoreAuthError, StoreError
+
+# gRPC status codes as the gateway reports them in {"error", "message", "code"}.
+GRPC_DEADLINE_EXCEEDED = 4
+GRPC_NOT_FOUND = 5
+GRPC_PERMISSION_DENIED = 7
+GRPC_RESOURCE_EXHAUSTED = 8
+GRPC_FAILED_PRECONDITION = 9
+GRPC_UNAVAILABLE = 14
+GRPC_UNAUTHENTICATED = 16
+
+
+class EtcdRequestError(StoreError):
+    """etcd answered and refused the request; it was not applied."""
+
+    def __init__(self, message: str, grpc_code: int | None, etcd_message: str) -> None:
+        super().__init__(message)
+        self.grpc_code = grpc_code
+        self.etcd_message = etcd_message
+
+
+class NotAppliedError(Exception):
+    """The request never reached etcd, or etcd refused it before applying it: try elsewhere."""
+
+
+class NoAnswerError(Exception):
+    """The request was sent but no complete answer came back: a write's outcome is unknown."""
+
+
+class TokenRejectedError(Exception):
+    """etcd did not accept our token (expired, invalidated, stale): authenticate again."""
+
+
+def classify_transport_error(
+    exc: requests.RequestException, connect: float, read: float, ca_cert: Path | None
+) -> Exception:
+    """Split requests' exceptions into 'never sent' and 'sent, no answer'."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        ca = f"the CA in {ca_cert}" if ca_cert is not None else "the system CAs"
+        return NotAppliedError(
+            f"TLS handshake failed ({innermost(exc)}); check that {ca} signed etcd's "
+            "certificate and that the client certificate and key (if any) are right"
+        )
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return NotAppliedError(f"no connection within {connect:.2g} s")
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return NoAnswerError(f"no answer within {read:.2g} s")
+    if isinstance(exc, requests.exceptions.ConnectionError) and never_connected(exc):
+        return NotAppliedError(f"cannot connect ({innermost(exc)})")
+    return NoAnswerError(f"the connection broke ({innermost(exc)})")
+
+
+def never_connected(exc: requests.exceptions.ConnectionError) -> bool:
+    reason: Any = exc.args[0] if exc.args else None
+    if isinstance(reason, urllib3.exceptions.MaxRetryError):
+        reason = reason.reason
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
+
+
+def innermost(exc: BaseException) -> str:
+    """The most specific message in a chain of wrapped transport exceptions."""
+    current: Any = exc
+    for _ in range(5):
+        inner = getattr(current, "reason", None) or (current.args[0] if current.args else None)
+        if not isinstance(inner, BaseException):
+            break
+        current = inner
+    text = str(current)
+    # Drop urllib3's "HTTPConnection(host=..., port=...): " prefix: the caller names the endpoint.
+    prefix, sep, rest = text.partition("): ")
+    return rest if sep and prefix.startswith(("HTTP", "<")) else text
+
+
+def decode_answer(response: requests.Response, *, expects_auth: bool) -> Any:
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if response.status_code == requests.codes.ok:
+        if not isinstance(answer, dict):
+            raise NoAnswerError(f"the answer was not JSON (HTTP {response.status_code})")
+        if isinstance(answer.get("error"), dict):  # an error inside a streamed answer
+            answer = answer["error"]
+        else:
+            return answer
+    if isinstance(answer, dict) and ("error" in answer or "message" in answer):
+        raise refusal(answer, response.url, expects_auth=expects_auth)
+    status = f"HTTP {response.status_code} {response.reason}"
+    if response.status_code >= 500:  # a proxy or a crashing gateway: we cannot tell more
+        raise NoAnswerError(f"{status} without an etcd error")
+    text = response.text[:200].strip()
+    if "CommonName" in text:
+        # etcd 3.4 with auth enabled rejects gateway requests from a client certificate
+        # that has a CN, since the gateway cannot pass the CN on as the RBAC user.
+        raise StoreAuthError(
+            f"etcd at {origin(response.url)} refused the client certificate: {text!r}; "
+            "use a client certificate without a CommonName (authenticate with "
+            "etcd.username and etcd.password instead); nothing was applied"
+        )
+    raise EtcdRequestError(
+        f"etcd at {origin(response.url)} refused: {status}: {text!r}", None, text
+    )
+
+
+def refusal(error: dict[str, Any], url: str, *, expects_auth: bool) -> Exception:
+    """Turn the gateway's {"error", "message", "code"} into the exception the caller needs."""
+    message = str(error.get("message") or error.get("error") or "unknown error")
+    raw_code = str(error.get("grpc_code", error.get("code")))
+    code = int(raw_code) if raw_code.isdigit() else None
+    if "invalid auth token" in message or "auth store is old" in message:
+        return TokenRejectedError(message)
+    if expects_auth and "user name is empty" in message:
+        # We hold no token because etcd had authentication off when we asked; it is on now.
+        return TokenRejectedError(message)
+    if code == GRPC_PERMISSION_DENIED or "permission denied" in message:
+        return StoreAuthError(
+            f"etcd at {origin(url)} denied the request: {message}; grant the etcd user "
+            "readwrite on the cluster prefix; nothing was applied"
+        )
+    if code == GRPC_UNAUTHENTICATED or "user name is empty" in message:
+        return StoreAuthError(
+            f"etcd at {origin(url)} requires authentication: {message}; set etcd.username "
+            "and etcd.password; nothing was applied"
+        )
+    if code == GRPC_UNAVAILABLE and "no leader" in message:
+        return NotAppliedError(message)
+    if code == GRPC_RESOURCE_EXHAUSTED and "too many requests" in message:
+        return NotAppliedError(message)
+    if code == GRPC_NOT_FOUND and "lease not found" in message:
+        return EtcdRequestError(
+            f"etcd at {origin(url)} refused: {message} (it expired or was revoked; "
+            "nothing was written)",
+            code,
+            message,
+        )
+    if code in (GRPC_UNAVAILABLE, GRPC_DEADLINE_EXCEEDED):
+        # "request timed out", "leader changed": the proposal may still be applied.
+        return NoAnswerError(f"etcd answered {message!r}")
+    return EtcdRequestError(f"etcd at {origin(url)} refused: {message}", code, message)
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
