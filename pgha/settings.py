@@ -67,10 +67,9 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Credentials(_Section):
-    """A database user; the password comes from the file, `password_file` or the environment."""
+class _PasswordSource(_Section):
+    """A password given inline, or in a file (never both); the environment can set either."""
 
-    username: str
     password: SecretStr | None = None
     password_file: Path | None = None
 
@@ -89,11 +88,15 @@ class Credentials(_Section):
         return None
 
 
-class EtcdSettings(_Section):
+class Credentials(_PasswordSource):
+    """A database user and its password."""
+
+    username: str
+
+
+class EtcdSettings(_PasswordSource):
     endpoints: list[EtcdEndpoint] = Field(default=["http://127.0.0.1:2379"], min_length=1)
     username: str | None = None
-    password: SecretStr | None = None
-    password_file: Path | None = None
     ca_cert: Path | None = None
     cert: Path | None = None
     key: Path | None = None
@@ -106,16 +109,7 @@ class EtcdSettings(_Section):
         has_password = self.password is not None or self.password_file is not None
         if has_password and self.username is None:
             raise ValueError("a password needs a username")
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("give either password or password_file, not both")
         return self
-
-    def secret(self) -> str | None:
-        if self.password is not None:
-            return self.password.get_secret_value()
-        if self.password_file is not None:
-            return self.password_file.read_text().strip()
-        return None
 
 
 class PostgresSettings(_Section):

@@ -1,9 +1,10 @@
-"""Starting pgha's own helper process (the guard) and checking on it."""
+"""Starting pgha's own child processes (the guard; etcd and agents for the demo)."""
 
 from __future__ import annotations
 
 import os
 import pwd
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,39 +12,11 @@ from pathlib import Path
 SCRUBBED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 
-class GuardProcess:
-    """A running `pgha guard`; the agent checks it every cycle."""
-
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
-        self._process = process
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
-    def alive(self) -> bool:
-        return self._process.poll() is None
-
-    @property
-    def returncode(self) -> int | None:
-        return self._process.returncode
-
-    def stop(self, timeout_seconds: float = 10) -> None:
-        if self.alive():
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=timeout_seconds)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-
-
 def spawn_guard(
     data_dir: Path, deadline_file: Path, poll_seconds: float, log_file: Path
-) -> GuardProcess:
+) -> ManagedProcess:
     """Start `pgha guard` in its own session, so that a signal to the agent's process group
     (Ctrl-C, a kill of the group) does not take the guard with it before it has fenced."""
-    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
     command = [
         sys.executable,
         "-m",
@@ -56,16 +29,7 @@ def spawn_guard(
         "--poll",
         str(poll_seconds),
     ]
-    with log_file.open("ab") as log:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            env=env,
-            start_new_session=True,
-        )
-    return GuardProcess(process)
+    return spawn("guard", command, log_file)
 
 
 class ManagedProcess:
@@ -94,10 +58,20 @@ class ManagedProcess:
             return False
         return True
 
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode
+
     def kill(self) -> None:
         if self.alive():
             self._process.kill()
             self._process.wait()
+
+    def stop(self, timeout_seconds: float = 10) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within the timeout."""
+        self.signal(signal.SIGTERM)
+        if not self.wait(timeout_seconds):
+            self.kill()
 
 
 def spawn(

@@ -22,7 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from pgha.adapters.etcd_store import EtcdStore
 from pgha.adapters.postgres_control import PostgresControl
 from pgha.adapters.postgres_probe import PostgresProbe
-from pgha.adapters.processes import GuardProcess, spawn_guard
+from pgha.adapters.processes import ManagedProcess, spawn_guard
 from pgha.adapters.store import Watch
 from pgha.agent.cycle import Cycle, dynamic_config_seed
 from pgha.agent.execute import Executor
@@ -66,7 +66,7 @@ class Agent:
         )
         self.scheduler = BackgroundScheduler(job_defaults={"misfire_grace_time": None})
         self.stopping = threading.Event()
-        self.guard: GuardProcess | None = None
+        self.guard: ManagedProcess | None = None
         self.watch: Watch | None = None
         self.loop_wait = settings.loop_wait
 
