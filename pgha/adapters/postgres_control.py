@@ -140,20 +140,6 @@ class PostgresControl(PostgresNode):
         kill_postgres(self.paths.data_dir, wait_seconds=wait_seconds)
         self._remove_lock_files()
 
-    def _remove_lock_files(self) -> None:
-        """A killed postmaster leaves postmaster.pid and its socket lock behind. Until its
-        PID is reaped (and a PID 1 that is not an init may take its time) the next
-        postmaster takes that PID for a live owner and refuses to start; every process of
-        this data directory is confirmed dead, so the files are ours to remove."""
-        files.remove_file(self.paths.data_dir / "postmaster.pid")
-        lock = self.settings.socket_dir / f".s.PGSQL.{self.settings.port}.lock"
-        try:
-            owner = lock.read_text().splitlines()[1:2]
-        except OSError:
-            return
-        if owner == [str(self.paths.data_dir)]:
-            files.remove_file(lock)
-
     # ---- promotion, checkpoints, reloads ------------------------------------------------
 
     def promote(self, *, timeout_seconds: float = 60.0) -> None:

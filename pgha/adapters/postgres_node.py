@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from pgha.adapters import postgres_files as files
-from pgha.adapters.pg_process import PgTools, live_postmaster, tail
+from pgha.adapters.pg_process import PgTools, live_postmaster, processes_in, tail
 from pgha.adapters.postgres_files import PostgresPaths
 from pgha.adapters.postgres_probe import read_control_data
 from pgha.adapters.postgres_session import local_session
@@ -106,6 +106,9 @@ class PostgresNode:
 
     def pg_ctl_start(self, *, what: str, timeout_seconds: float) -> None:
         """pg_ctl start -w; on failure the error carries the server log's tail."""
+        if not processes_in(self.paths.data_dir):
+            # A postmaster killed from outside (a crash) left its lock files behind.
+            self._remove_lock_files()
         files.prepare_private_file(self.paths.log_file, self.tools.run_as)
         wait = max(1, round(timeout_seconds))
         args = ["start", "-D", str(self.paths.data_dir), "-l", str(self.paths.log_file)]
@@ -131,3 +134,18 @@ class PostgresNode:
         except OSError as exc:
             return f"({self.paths.log_file} unreadable: {exc.strerror})"
         return tail(text, LOG_TAIL_CHARS) or "(empty)"
+
+    def _remove_lock_files(self) -> None:
+        """A killed postmaster leaves postmaster.pid and its socket lock behind. Until its
+        PID is reaped (and a PID 1 that is not an init may take its time, or never reap
+        at all) the next postmaster takes that PID for a live owner and refuses to start.
+        Call only once no process of this data directory is left: then the files are
+        ours to remove."""
+        files.remove_file(self.paths.data_dir / "postmaster.pid")
+        lock = self.settings.socket_dir / f".s.PGSQL.{self.settings.port}.lock"
+        try:
+            owner = lock.read_text().splitlines()[1:2]
+        except OSError:
+            return
+        if owner == [str(self.paths.data_dir)]:
+            files.remove_file(lock)

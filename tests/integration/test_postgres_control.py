@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -173,6 +175,37 @@ def test_kill_fences_a_frozen_server_that_stop_cannot(pg_factory: PgFactory) -> 
     assert not node.state().running
     node.control.start_primary()
     assert node.state().is_primary
+
+
+def test_a_crashed_postmaster_whose_pid_is_not_reaped_yet_does_not_block_a_restart(
+    pg_factory: PgFactory,
+) -> None:
+    node = pg_factory.primary("p")
+    pids = node.postgres_pids()
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: node.postgres_pids() == [], what="every Postgres process is gone")
+    # The killed postmaster's PID stays taken until its parent reaps it (a PID 1 that is no
+    # init may take seconds, or never): a zombie of ours, owned by the OS user like the
+    # postmaster was, stands in for it in both lock files.
+    zombie = subprocess.Popen(["true"], user=node.settings.os_user)
+
+    def is_zombie() -> bool:
+        return Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+    wait_until(is_zombie, what="the stand-in is a zombie")
+    lock_files = [
+        node.data_dir / "postmaster.pid",
+        node.settings.socket_dir / f".s.PGSQL.{node.port}.lock",
+    ]
+    try:
+        for lock in lock_files:
+            lines = lock.read_text().splitlines()
+            lock.write_text("\n".join([str(zombie.pid), *lines[1:]]) + "\n")
+        node.control.start_primary()  # crash recovery, in place
+        assert node.state().is_primary
+    finally:
+        zombie.wait()
 
 
 def test_every_tool_call_has_a_timeout(pg_factory: PgFactory) -> None:
