@@ -26,6 +26,8 @@ from pgha.adapters.processes import ManagedProcess, spawn_guard
 from pgha.adapters.store import Watch
 from pgha.agent.cycle import Cycle, dynamic_config_seed
 from pgha.agent.execute import Executor
+from pgha.agent.fencing_deadline import boottime
+from pgha.agent.guard import fence
 from pgha.agent.runtime import Runtime
 from pgha.core import actions as a
 from pgha.core.decision import decision
@@ -34,6 +36,7 @@ from pgha.settings import GUARD_POLL_INTERVAL_SECONDS, Settings
 
 log = logging.getLogger("pgha.agent")
 JOB_ID = "ha-cycle"
+DEADLINE_CHECK_SECONDS = 0.25
 
 
 class Agent:
@@ -69,6 +72,7 @@ class Agent:
         self.guard: ManagedProcess | None = None
         self.watch: Watch | None = None
         self.loop_wait = settings.loop_wait
+        self.fenced_deadline: float | None = None
 
     def run(self) -> None:
         self.runtime.disarm_guard()
@@ -89,9 +93,21 @@ class Agent:
         except PghaError as exc:
             log.warning("no leader watch (%s): the loop runs on its timer alone", exc)
         log.info("agent %s started (pid %d)", self.settings.node, os.getpid())
-        while not self.stopping.wait(1.0):
-            pass
+        while not self.stopping.wait(DEADLINE_CHECK_SECONDS):
+            self._enforce_deadline()
         self.shutdown()
+
+    def _enforce_deadline(self) -> None:
+        """A cycle can block on a slow etcd for seconds; the fencing deadline does not wait
+        for it. The guard would fence too, but the agent does not leave it to the guard."""
+        deadline = self.runtime.fencing_deadline
+        if self.runtime.claim is None or deadline is None or boottime() < deadline:
+            return
+        if self.fenced_deadline == deadline:
+            return
+        self.fenced_deadline = deadline
+        outcome = fence(self.settings.postgres.data_dir)
+        log.warning("fencing deadline passed while the cycle was busy: %s", outcome)
 
     def wake(self) -> None:
         """The leader key changed: run the next cycle now rather than at the next tick."""
