@@ -118,7 +118,7 @@ class Executor:
     # --- the key ------------------------------------------------------------------------
 
     def _keep_lease(self) -> float:
-        """Refresh our lease (granting one if needed); returns when the refresh was sent."""
+        """Refresh our lease; returns when the refresh was sent (the fencing clock starts there)."""
         runtime = self.runtime
         if runtime.lease is None:
             raise ActionFailed("no lease: cannot act on the leader key this cycle")
