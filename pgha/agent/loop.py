@@ -13,13 +13,14 @@ import logging
 import os
 import signal
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from pgha.adapters.etcd_store import EtcdStore
+from pgha.adapters.pg_process import live_postmaster
 from pgha.adapters.postgres_control import PostgresControl
 from pgha.adapters.postgres_probe import PostgresProbe
 from pgha.adapters.processes import ManagedProcess, spawn_guard
@@ -36,7 +37,21 @@ from pgha.settings import GUARD_POLL_INTERVAL_SECONDS, Settings
 
 log = logging.getLogger("pgha.agent")
 JOB_ID = "ha-cycle"
-DEADLINE_CHECK_SECONDS = 0.25
+DEADLINE_CHECK_SECONDS = 0.5
+RECHECK_SOON_SECONDS = 0.5
+RECHECK_SOON = frozenset(
+    {
+        # Decisions that wait for something expected within a second or two: look again
+        # then, not a whole loop_wait later.
+        "wait_for_fresh_positions",
+        "wait_for_handoff",
+        "wait_for_bootstrap",
+        "wait_for_leader_checkpoint",
+        "start_in_recovery",
+        "wait_for_primary_start",
+        "restart_crashed_primary",
+    }
+)
 
 
 class Agent:
@@ -73,6 +88,7 @@ class Agent:
         self.watch: Watch | None = None
         self.loop_wait = settings.loop_wait
         self.fenced_deadline: float | None = None
+        self.postmaster_seen = False
 
     def run(self) -> None:
         self.runtime.disarm_guard()
@@ -95,7 +111,17 @@ class Agent:
         log.info("agent %s started (pid %d)", self.settings.node, os.getpid())
         while not self.stopping.wait(DEADLINE_CHECK_SECONDS):
             self._enforce_deadline()
+            self._notice_postmaster_exit()
         self.shutdown()
+
+    def _notice_postmaster_exit(self) -> None:
+        """A postmaster that dies wakes the cycle at once: the agent owns it, and need not
+        wait out loop_wait to restart it (or to hand over)."""
+        running = live_postmaster(self.settings.postgres.data_dir) is not None
+        if self.postmaster_seen and not running:
+            log.warning("the postmaster of %s exited", self.settings.postgres.data_dir)
+            self.wake()
+        self.postmaster_seen = running
 
     def _enforce_deadline(self) -> None:
         """A cycle can block on a slow etcd for seconds; the fencing deadline does not wait
@@ -111,19 +137,29 @@ class Agent:
 
     def wake(self) -> None:
         """The leader key changed: run the next cycle now rather than at the next tick."""
-        if not self.stopping.is_set():
-            job = self.scheduler.get_job(JOB_ID)
-            if job is not None:
-                job.modify(next_run_time=datetime.now())
+        self._wake_in(0)
+
+    def _wake_in(self, seconds: float) -> None:
+        if self.stopping.is_set():
+            return
+        job = self.scheduler.get_job(JOB_ID)
+        if job is None:
+            return
+        soon = datetime.now() + timedelta(seconds=seconds)
+        if job.next_run_time is None or soon < job.next_run_time.replace(tzinfo=None):
+            job.modify(next_run_time=soon)
 
     def _tick(self) -> None:
         if self.stopping.is_set():
             return
         self._ensure_guard()
         try:
-            self.cycle.run()
+            made = self.cycle.run()
         except Exception:  # the loop must outlive any one cycle
             log.exception("the HA cycle failed; trying again at the next tick")
+        else:
+            if made.code in RECHECK_SOON:
+                self._wake_in(RECHECK_SOON_SECONDS)
         loop_wait = self.cycle.policy.loop_wait_seconds
         if loop_wait != self.loop_wait:
             self.loop_wait = loop_wait
