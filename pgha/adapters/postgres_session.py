@@ -141,11 +141,10 @@ class PgSession:
         return PostgresError(f"cannot {what} ({self.where}): {error!r}")
 
 
-def local_session(settings: PostgresSettings) -> PgSession:
-    """The superuser over the unix socket in `socket_dir`."""
+def _superuser_conninfo(settings: PostgresSettings, host: str, port: int) -> dict[str, Any]:
     conninfo: dict[str, Any] = {
-        "host": str(settings.socket_dir),
-        "port": settings.port,
+        "host": host,
+        "port": port,
         "user": settings.superuser.username,
         "dbname": "postgres",
         "application_name": APPLICATION_NAME,
@@ -154,20 +153,17 @@ def local_session(settings: PostgresSettings) -> PgSession:
     if password is not None:
         # Passed in memory only; libpq sends it only if the server asks for one.
         conninfo["password"] = password
+    return conninfo
+
+
+def local_session(settings: PostgresSettings) -> PgSession:
+    """The superuser over the unix socket in `socket_dir`."""
+    conninfo = _superuser_conninfo(settings, str(settings.socket_dir), settings.port)
     where = f"data dir {settings.data_dir}, port {settings.port}"
     return PgSession(where, **conninfo)
 
 
 def remote_session(settings: PostgresSettings, upstream: Upstream) -> PgSession:
     """The superuser of another member, over TCP with its password (for pg_rewind checks)."""
-    conninfo: dict[str, Any] = {
-        "host": upstream.host,
-        "port": upstream.port,
-        "user": settings.superuser.username,
-        "dbname": "postgres",
-        "application_name": APPLICATION_NAME,
-    }
-    password = settings.superuser.secret()
-    if password is not None:
-        conninfo["password"] = password
+    conninfo = _superuser_conninfo(settings, upstream.host, upstream.port)
     return PgSession(f"{upstream.host}:{upstream.port}", **conninfo)
