@@ -18,7 +18,6 @@ import typer
 import yaml
 
 from pgha.adapters.etcd_store import EtcdStore
-from pgha.agent.guard import Guard
 from pgha.agent.loop import Agent
 from pgha.demo import Demo
 from pgha.errors import ConfigError, PghaError
@@ -145,17 +144,6 @@ def status(config: ConfigOption = Path("/etc/pgha/pgha.yml")) -> None:
     typer.echo(render_status(settings.cluster, snapshot))
     if snapshot.leader is None:
         raise typer.Exit(code=1)
-
-
-@app.command(hidden=True)
-def guard(
-    data_dir: Annotated[Path, typer.Option("--data-dir")],
-    deadline_file: Annotated[Path, typer.Option("--deadline-file")],
-    poll: Annotated[float, typer.Option("--poll")] = 0.5,
-) -> None:
-    """Fence Postgres when the agent's fencing deadline passes (the agent starts this)."""
-    setup_logging()
-    Guard(data_dir, deadline_file, poll).run()
 
 
 def setup_logging() -> None:

@@ -26,10 +26,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgha.errors import PostgresError
-from pgha.settings import PostgresSettings
+
+if TYPE_CHECKING:
+    # Only a type here: the guard imports this module and must stay small (no pydantic).
+    from pgha.settings import PostgresSettings
 
 _DROPPED_VARIABLES = frozenset(
     {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"}

@@ -15,13 +15,13 @@ SCRUBBED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 def spawn_guard(
     data_dir: Path, deadline_file: Path, poll_seconds: float, log_file: Path
 ) -> ManagedProcess:
-    """Start `pgha guard` in its own session, so that a signal to the agent's process group
-    (Ctrl-C, a kill of the group) does not take the guard with it before it has fenced."""
+    """Start the guard (`python -m pgha.agent.guard`) in its own session, so that a signal to
+    the agent's process group (Ctrl-C, a kill of the group) does not take the guard with it
+    before it has fenced."""
     command = [
         sys.executable,
         "-m",
-        "pgha",
-        "guard",
+        "pgha.agent.guard",
         "--data-dir",
         str(data_dir),
         "--deadline-file",

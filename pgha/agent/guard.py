@@ -1,7 +1,7 @@
 """The guard: a small process beside Postgres that fences it when the agent cannot.
 
 A frozen or hung agent cannot demote its own Postgres: SIGSTOP freezes every thread of
-it. So `pgha guard` runs as its own process, polls the fencing deadline the agent writes
+it. So the guard runs as its own process, polls the fencing deadline the agent writes
 after each successful renewal (a local file, never etcd), and when the deadline passes
 without a newer one it stops Postgres:
 
@@ -14,13 +14,18 @@ without a newer one it stops Postgres:
 
 The guard outlives a killed agent: it keeps enforcing the last deadline it read, and
 exits once the agent is gone and nothing is left to guard.
+
+It runs as `python -m pgha.agent.guard` and imports nothing but the standard library and
+the few pgha modules it needs, so that it costs a few MiB, not a second agent's worth.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from types import FrameType
@@ -125,3 +130,26 @@ class Guard:
             )
             self.fenced_term = current.term
         self.stop_requested = True
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the guard process the agent starts beside Postgres."""
+    parser = argparse.ArgumentParser(
+        prog="pgha-guard",
+        description="Fence Postgres when the agent's fencing deadline passes (the agent "
+        "starts this process; there is no need to run it by hand).",
+    )
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--deadline-file", type=Path, required=True)
+    parser.add_argument("--poll", type=float, default=0.5, help="seconds between polls")
+    options = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    Guard(options.data_dir, options.deadline_file, options.poll).run()
+
+
+if __name__ == "__main__":
+    main()

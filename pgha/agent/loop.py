@@ -30,6 +30,7 @@ from pgha.agent.execute import Executor
 from pgha.agent.fencing_deadline import boottime
 from pgha.agent.guard import fence
 from pgha.agent.runtime import Runtime
+from pgha.agent.wakeups import Wakeups
 from pgha.core import actions as a
 from pgha.core.decision import decision
 from pgha.errors import PghaError
@@ -37,7 +38,7 @@ from pgha.settings import GUARD_POLL_INTERVAL_SECONDS, Settings
 
 log = logging.getLogger("pgha.agent")
 JOB_ID = "ha-cycle"
-DEADLINE_CHECK_SECONDS = 0.5
+MAIN_THREAD_NAP_SECONDS = 2.0
 RECHECK_SOON_SECONDS = 0.5
 RECHECK_SOON = frozenset(
     {
@@ -84,6 +85,7 @@ class Agent:
         )
         self.scheduler = BackgroundScheduler(job_defaults={"misfire_grace_time": None})
         self.stopping = threading.Event()
+        self.wakeups = Wakeups()
         self.guard: ManagedProcess | None = None
         self.watch: Watch | None = None
         self.loop_wait = settings.loop_wait
@@ -109,19 +111,31 @@ class Agent:
         except PghaError as exc:
             log.warning("no leader watch (%s): the loop runs on its timer alone", exc)
         log.info("agent %s started (pid %d)", self.settings.node, os.getpid())
-        while not self.stopping.wait(DEADLINE_CHECK_SECONDS):
+        while not self.stopping.is_set():
             self._enforce_deadline()
             self._notice_postmaster_exit()
+            self.wakeups.sleep(self._until_next_check())
+        self.wakeups.close()
         self.shutdown()
+
+    def _until_next_check(self) -> float:
+        """Sleep until the fencing deadline, but never longer than MAIN_THREAD_NAP_SECONDS:
+        a deadline set meanwhile (a new term) is at least ttl - safety_margin away."""
+        deadline = self.runtime.fencing_deadline
+        if self.runtime.claim is None or deadline is None or self.fenced_deadline == deadline:
+            return MAIN_THREAD_NAP_SECONDS
+        return min(MAIN_THREAD_NAP_SECONDS, max(deadline - boottime(), 0.0))
 
     def _notice_postmaster_exit(self) -> None:
         """A postmaster that dies wakes the cycle at once: the agent owns it, and need not
         wait out loop_wait to restart it (or to hand over)."""
-        running = live_postmaster(self.settings.postgres.data_dir) is not None
+        postmaster = live_postmaster(self.settings.postgres.data_dir)
+        running = postmaster is not None
         if self.postmaster_seen and not running:
             log.warning("the postmaster of %s exited", self.settings.postgres.data_dir)
             self.wake()
         self.postmaster_seen = running
+        self.wakeups.watch_process(postmaster.pid if postmaster is not None else None)
 
     def _enforce_deadline(self) -> None:
         """A cycle can block on a slow etcd for seconds; the fencing deadline does not wait
@@ -183,6 +197,7 @@ class Agent:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("received %s: stopping", signal.Signals(signum).name)
         self.stopping.set()
+        self.wakeups.wake()
 
     def shutdown(self) -> None:
         """Stop cleanly: Postgres first, then the key, then our member record and the guard."""

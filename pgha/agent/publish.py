@@ -18,7 +18,7 @@ from pgha.core.model import LocalPostgres, PgRunState, format_lsn
 from pgha.settings import Settings, split_address
 
 POSITION_PUBLISH_BYTES = 1024 * 1024
-POSITION_PUBLISH_SECONDS = 30.0
+POSITION_PUBLISH_SECONDS = 60.0
 
 
 def member_record(
