@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_FLAGS ?=
 
-.PHONY: demo test test-fast lint setup clean
+.PHONY: demo test test-fast lint setup ansible-setup clean
 
 # The virtualenv is made from Debian's Python so that the unprivileged `postgres` user,
 # which runs Postgres and the agents when we start as root, can execute it.
@@ -17,6 +17,16 @@ $(BIN)/pgha: pyproject.toml
 setup: $(BIN)/pgha
 	scripts/install-system-deps.sh
 
+# The Ansible controller that tests the role lives in its own virtualenv, apart from pgha's
+# dependencies (ansible/requirements-controller.txt says why it is ansible-core 2.19).
+ANSIBLE_VENV := .venv-ansible
+$(ANSIBLE_VENV)/bin/ansible-playbook: ansible/requirements-controller.txt
+	$(PYTHON) -m venv $(ANSIBLE_VENV)
+	$(ANSIBLE_VENV)/bin/pip install -q -r ansible/requirements-controller.txt
+	touch $@
+
+ansible-setup: $(ANSIBLE_VENV)/bin/ansible-playbook
+
 demo: setup
 	$(BIN)/pgha demo
 
@@ -26,7 +36,7 @@ lint: setup
 	$(BIN)/mypy
 
 # The whole suite: lint, types, the pure core, the store contract, real etcd and Postgres.
-test: lint
+test: lint ansible-setup
 	$(BIN)/pytest $(PYTEST_FLAGS)
 
 # The inner loop: pure and in-memory tests only, no servers.
@@ -34,4 +44,4 @@ test-fast: setup
 	$(BIN)/pytest -m "not integration" $(PYTEST_FLAGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(ANSIBLE_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -35,6 +35,7 @@ from bench.footprint import measure_footprint
 from bench.profiles import PROFILES, Profile, Workspace, log, median_min_max, require_root
 from tests.fixtures.agent_node import AgentNode
 from tests.fixtures.cluster import Cluster
+from tests.fixtures.ops import pgha
 from tests.fixtures.traffic import Monitor, traffic
 
 Inject = Callable[[Cluster, AgentNode], list[AgentNode] | None]
@@ -72,6 +73,13 @@ def _clean_stop(cluster: Cluster, old: AgentNode) -> list[AgentNode]:
     return _others(cluster, old)
 
 
+def _switchover(cluster: Cluster, old: AgentNode) -> None:
+    """A planned switchover to the best replica, through the operator's CLI."""
+    done = pgha(cluster, "switchover", "--yes")
+    if done.returncode != 0:
+        raise RuntimeError(f"the switchover failed:\n{done.stdout}{done.stderr}")
+
+
 @dataclass(frozen=True)
 class Fault:
     name: str
@@ -89,6 +97,7 @@ FAULTS = {
         Fault("frozen-agent", "frozen agent (SIGSTOP)", _frozen_agent, lambda _, n: n.thaw()),
         Fault("etcd-cut", "primary cut off from etcd", _etcd_cut, Cluster.heal, netns=True),
         Fault("clean-stop", "clean stop (SIGTERM)", _clean_stop),
+        Fault("switchover", "planned switchover (pgha switchover)", _switchover),
     )
 }
 

@@ -25,7 +25,7 @@ from pgha.adapters.etcd_store import EtcdStore
 from pgha.adapters.processes import ManagedProcess, spawn
 from pgha.adapters.store import ClusterSnapshot
 from pgha.errors import PghaError
-from pgha.status import healthy, render_status
+from pgha.status import cluster_document, healthy, render_status
 
 ETCD_CLIENT_PORT = 12379
 ETCD_PEER_PORT = 12380
@@ -186,7 +186,7 @@ class Demo:
             time.sleep(0.5)
 
     def status(self, snapshot: ClusterSnapshot) -> str:
-        return render_status(CLUSTER, snapshot)
+        return render_status(cluster_document(CLUSTER, snapshot))
 
     def connect_hint(self) -> str:
         """How to reach the primary through the multi-host DSN, wherever it is."""

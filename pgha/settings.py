@@ -32,7 +32,10 @@ from pydantic_settings import (
 from pgha.errors import ConfigError
 
 GUARD_POLL_INTERVAL_SECONDS = 0.5
-"""How often the guard process looks at the fencing deadline; safety_margin must cover two polls."""
+"""How late the guard may notice a passed deadline, at worst: it sleeps until the deadline
+itself, so this is slack for a loaded host; safety_margin must cover it twice."""
+GUARD_LONGEST_SLEEP_SECONDS = 2.0
+"""The guard's longest sleep between two looks at the deadline file."""
 
 
 def split_address(address: str) -> tuple[str, int]:

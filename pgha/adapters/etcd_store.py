@@ -25,6 +25,7 @@ from pgha.adapters.etcd_answers import GRPC_NOT_FOUND, EtcdRequestError
 from pgha.adapters.etcd_client import EtcdTransport, b64, prefix_range_end, unb64
 from pgha.adapters.etcd_watch import LeaderWatch
 from pgha.adapters.store import (
+    ENDPOINT,
     HANDOFF,
     INITIALIZE,
     LEADER,
@@ -183,7 +184,10 @@ class EtcdStore:
     def release_leader(
         self, claim: LeaderClaim, handoff: Any | None = None, handoff_lease: Lease | None = None
     ) -> bool:
-        operations = [{"request_delete_range": {"key": self._key(LEADER)}}]
+        operations: list[Json] = [
+            {"request_delete_range": {"key": self._key(LEADER)}},
+            {"request_delete_range": {"key": self._key(ENDPOINT)}},
+        ]
         if handoff is not None:
             if handoff_lease is None:
                 # A handoff without a lease would block every election for good (traps 8).

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pgha.adapters.store import (
+    ENDPOINT,
     INITIALIZE,
     LEADER,
     MEMBERS,
@@ -228,6 +229,7 @@ class MemoryStore:
                     return False
                 server._put(self._key("handoff"), encode(handoff), handoff_lease.id)
             server._delete(self._key(LEADER))
+            server._delete(self._key(ENDPOINT))
             return True
 
     def claim_initialize(self, name: str, lease: Lease) -> LeaderClaim | None:

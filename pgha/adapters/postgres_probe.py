@@ -43,7 +43,10 @@ SELECT current_setting('server_version_num')::int,
        pg_last_wal_replay_lsn()::text,
        current_setting('primary_conninfo'),
        current_setting('primary_slot_name'),
-       ARRAY(SELECT name FROM pg_settings WHERE pending_restart ORDER BY name)
+       ARRAY(SELECT name FROM pg_settings WHERE pending_restart ORDER BY name),
+       CASE WHEN pg_is_in_recovery()
+            THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
+       END
 """
 _RECEIVER_SQL = """
 SELECT status, sender_host, sender_port, slot_name, received_tli, flushed_lsn::text
@@ -84,7 +87,7 @@ def _read_server(connection: Connection) -> dict[str, Any]:
     row = cursor.execute(_SERVER_SQL).fetchone()
     assert row is not None  # a SELECT without FROM always returns one row
     (version, sysid, in_recovery, checkpoint_tli, min_recovery_tli, wal_lsn, wal_tli,
-     receive_lsn, replay_lsn, conninfo, slot, pending) = row  # fmt: skip
+     receive_lsn, replay_lsn, conninfo, slot, pending, replay_age) = row  # fmt: skip
     receiver_row = cursor.execute(_RECEIVER_SQL).fetchone()
     receiver = None
     if receiver_row is not None:
@@ -124,6 +127,7 @@ def _read_server(connection: Connection) -> dict[str, Any]:
         "configured_upstream": _configured_upstream(conninfo, slot) if in_recovery else None,
         "replicas": replicas,
         "pending_restart": tuple(pending),
+        "last_replay_age_seconds": replay_age,
     }
 
 

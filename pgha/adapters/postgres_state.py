@@ -131,6 +131,8 @@ class PostgresState:
     configured_upstream: Upstream | None = None
     replicas: tuple[StreamingReplica, ...] = ()
     pending_restart: tuple[str, ...] = ()
+    last_replay_age_seconds: float | None = None
+    """A replica's seconds since the commit time of the last transaction it replayed."""
     control: ControlData | None = None
 
     @property
@@ -146,6 +148,20 @@ class PostgresState:
             return self.wal_lsn
         known = [lsn for lsn in (self.receive_lsn, self.replay_lsn) if lsn is not None]
         return max(known) if known else None
+
+    @property
+    def replay_lag_seconds(self) -> float | None:
+        """How far a replica's replay is behind in time: 0 once it has replayed all it
+        received (an idle primary commits nothing, so the last commit only grows older);
+        otherwise the age of the last replayed commit. None for a primary or when unknown."""
+        if self.in_recovery is not True:
+            return None
+        received, replayed = self.receive_lsn, self.replay_lsn
+        if received is not None and replayed is not None and replayed >= received:
+            return 0.0
+        if self.last_replay_age_seconds is None:
+            return None
+        return max(self.last_replay_age_seconds, 0.0)
 
     @property
     def checkpointed_since_promotion(self) -> bool:

@@ -242,7 +242,8 @@ class ClusterStore(Protocol):
     def release_leader(
         self, claim: LeaderClaim, handoff: Any | None = None, handoff_lease: Lease | None = None
     ) -> bool:
-        """Delete `leader` if it is still ours; in the same txn put `handoff` (on its lease)."""
+        """Delete `leader` and `endpoint` if the key is still ours; in the same txn put
+        `handoff` (on its lease): the published endpoint never outlives the leadership."""
         ...
 
     def claim_initialize(self, name: str, lease: Lease) -> LeaderClaim | None:

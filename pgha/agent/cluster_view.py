@@ -15,17 +15,21 @@ from typing import Any
 
 from pgha.adapters.store import (
     CONFIG,
+    FAILOVER,
     HANDOFF,
     HISTORY,
     INITIALIZE,
     STATUS,
+    SWITCHOVER,
     ClusterSnapshot,
     Record,
     Unparsable,
     Value,
 )
+from pgha.agent.switchover_record import parse_switchover
 from pgha.core.model import (
     ClusterView,
+    ForcedFailover,
     Handoff,
     InitState,
     LeaderInfo,
@@ -36,6 +40,7 @@ from pgha.core.model import (
     TimelineSwitch,
     parse_lsn,
 )
+from pgha.settings import check_timers
 
 DYNAMIC_KEYS: Mapping[str, str] = {
     "ttl": "ttl_seconds",
@@ -86,6 +91,8 @@ def parse_cluster(snapshot: ClusterSnapshot, last_policy: Policy) -> ParsedClust
         timeline_switches=_parse_history(snapshot.get(HISTORY), problems),
         handoff=_parse_handoff(snapshot.get(HANDOFF), problems),
         paused=paused,
+        switchover=parse_switchover(snapshot.get(SWITCHOVER), problems),
+        failover=_parse_failover(snapshot.get(FAILOVER), problems),
     )
     return ParsedCluster(view, policy, tuple(problems))
 
@@ -133,6 +140,7 @@ def parse_member(name: str, data: Any) -> MemberInfo:
         timeline=_field(data, "timeline", int, None),
         position=_lsn_field(data, "position"),
         streaming=_field(data, "streaming", bool, False),
+        upstream=_field(data, "upstream", str, None),
         tags=Tags(
             nofailover=_field(tags, "nofailover", bool, False),
             failover_priority=_field(tags, "failover_priority", int, 0),
@@ -158,7 +166,17 @@ def _parse_config(
                 kind = bool if attribute.startswith("remove_") else (int, float)
                 changes[attribute] = _field(data, key, kind, None)
         paused = _field(data, "paused", bool, False)
-        return replace(last_policy, **changes), bool(paused)
+        policy = replace(last_policy, **changes)
+        try:
+            check_timers(
+                policy.ttl_seconds,
+                policy.loop_wait_seconds,
+                policy.retry_timeout_seconds,
+                policy.safety_margin_seconds,
+            )
+        except ValueError as exc:
+            raise BadRecord(str(exc)) from None
+        return policy, bool(paused)
     except BadRecord as exc:
         problems.append(f"dynamic config ignored, keeping the last good one: {exc}")
         return last_policy, False
@@ -178,6 +196,23 @@ def _parse_initialize(
             return InitState.BOOTSTRAPPING, node, None
     problems.append("initialize key is unreadable: not joining or bootstrapping")
     return InitState.GARBAGE, None, None
+
+
+def _parse_failover(value: Value | None, problems: list[str]) -> ForcedFailover | None:
+    if not isinstance(value, Record):
+        return None  # absent, or already reported as unparsable: no forced failover
+    try:
+        data = _data(value)
+        if not isinstance(data, dict):
+            raise BadRecord("expected a JSON object")
+        to_node = _field(data, "to", str, None)
+        if not to_node:
+            raise BadRecord("names no candidate ('to')")
+        allow = _field(data, "allow_data_loss", bool, False)
+        return ForcedFailover(to_node, bool(allow), value.mod_revision)
+    except BadRecord as exc:
+        problems.append(f"failover request ignored: {exc}")
+        return None
 
 
 def _parse_status(value: Value | None, problems: list[str]) -> Lsn | None:

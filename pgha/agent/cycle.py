@@ -8,13 +8,16 @@ comes before it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
 from pgha.adapters.postgres_probe import PostgresProbe
 from pgha.adapters.postgres_state import PostgresState
-from pgha.adapters.store import ClusterStore
+from pgha.adapters.store import ClusterSnapshot, ClusterStore
 from pgha.agent.cluster_view import parse_cluster
+from pgha.agent.cycle_record import CycleRecord
+from pgha.agent.endpoint import publish_endpoint
 from pgha.agent.execute import Executor, Outcome
 from pgha.agent.fencing_deadline import boottime
 from pgha.agent.local_view import local_view
@@ -73,9 +76,15 @@ class Cycle:
         self.policy = policy_from_settings(settings)
         self.publisher = Publisher(store, settings.node)
         self.last_decision: Decision | None = None
+        # Read by the HTTP API's threads; each is replaced whole, never mutated.
+        self.last: CycleRecord | None = None
+        self.running_since: float | None = None
+        self.last_snapshot: ClusterSnapshot | None = None
+        self.snapshot_at: float | None = None
 
     def run(self) -> Decision:
         started = self.clock()
+        self.running_since = started
         view, store_error = self._read_cluster()
         state = self.probe.probe()
         obs = self._observe(view, store_error, state, started)
@@ -87,6 +96,8 @@ class Cycle:
         self._publish(decision, view, state)
         self._log(obs, decision, outcomes, self.clock() - started)
         self.last_decision = decision
+        claim_term = self.runtime.claim.term if self.runtime.claim is not None else None
+        self.last = CycleRecord(started, self.clock(), state, claim_term, decision)
         return decision
 
     # --- observe --------------------------------------------------------------------------
@@ -97,6 +108,7 @@ class Cycle:
                 self.runtime.lease = self.store.grant_lease(int(self.policy.ttl_seconds))
                 self.publisher.forget()
             snapshot = self.store.read_cluster()
+            self.last_snapshot, self.snapshot_at = snapshot, self.clock()
         except StoreError as exc:
             return None, str(exc)
         parsed = parse_cluster(snapshot, self.policy)
@@ -120,7 +132,7 @@ class Cycle:
                 runtime.primary_down_since = now
         else:
             runtime.primary_down_since = None
-        return Observation(now, runtime.memory(), local, view, error)
+        return Observation(now, runtime.memory(), local, view, error, wall_now=time.time())
 
     def _note_leader(self, view: ClusterView, now: float) -> None:
         runtime = self.runtime
@@ -143,8 +155,11 @@ class Cycle:
                 runtime.lease = None
                 return
             local = local_view(state, view.members, runtime.last_in_recovery)
-            record = member_record(self.settings, local, runtime, decision)
+            record = member_record(self.settings, local, runtime, decision, probed=state)
             self.publisher.publish_member(record, local.position, runtime.lease, self.clock())
+            if runtime.claim is not None and state.is_primary:
+                claim, lease, seen = runtime.claim, runtime.lease, self.last_snapshot
+                publish_endpoint(self.store, self.settings, claim, lease, seen)
             if runtime.claim is not None and local.writable:
                 self.publisher.publish_status(
                     runtime.claim, local.timeline, local.position, self.clock()

@@ -19,10 +19,19 @@ from pgha.adapters.postgres_control import PostgresControl
 from pgha.adapters.postgres_history import timeline_fork_point
 from pgha.adapters.postgres_probe import PostgresProbe
 from pgha.adapters.postgres_state import Upstream, format_lsn
-from pgha.adapters.store import CONFIG, HISTORY, ClusterStore, LeaderKey, Record
+from pgha.adapters.store import (
+    CONFIG,
+    FAILOVER,
+    HISTORY,
+    SWITCHOVER,
+    ClusterStore,
+    LeaderKey,
+    Record,
+)
 from pgha.agent.fencing_deadline import boottime
 from pgha.agent.guard import fence
 from pgha.agent.runtime import Runtime
+from pgha.agent.switchover_record import iso_time
 from pgha.core import actions as a
 from pgha.core.decision import Decision
 from pgha.core.model import ClusterView
@@ -86,6 +95,8 @@ class Executor:
             a.Rewind: self._rewind,
             a.Clone: self._clone,
             a.AppendHistory: self._append_history,
+            a.UpdateSwitchover: self._update_switchover,
+            a.ClearFailover: self._clear_failover,
         }
         """How long a released key stays reserved for the handoff's candidate (one ttl)."""
 
@@ -167,14 +178,17 @@ class Executor:
             raise ActionFailed("no claim to release")
         if self.probe.probe().running:
             raise ActionFailed("refusing to release the key: Postgres is not confirmed stopped")
+        final_lsn = action.final_lsn
+        if action.after_clean_stop:
+            final_lsn = self._shutdown_checkpoint()
         handoff = None
         handoff_lease = None
-        if action.final_lsn is not None:
+        if final_lsn is not None:
             handoff = {
                 "from": runtime.name,
                 "to": action.to_node,
                 "term": runtime.claim.term,
-                "final_lsn": format_lsn(action.final_lsn),
+                "final_lsn": format_lsn(final_lsn),
             }
             handoff_lease = self.store.grant_lease(self.handoff_ttl_seconds)
         released = self.store.release_leader(runtime.claim, handoff, handoff_lease)
@@ -182,6 +196,52 @@ class Executor:
         if not released:
             raise ActionFailed("the key was no longer ours")
         return "released"
+
+    def _shutdown_checkpoint(self) -> int:
+        """The final LSN of a switchover: the shutdown checkpoint of the clean stop just made.
+        Without a clean stop some WAL may not have reached the candidate: no handoff then."""
+        control = self.control.read_control_data()
+        if control.cluster_state != "shut down":
+            raise ActionFailed(
+                f"Postgres is {control.cluster_state!r}, not cleanly shut down: keeping the "
+                "key rather than handing it to a candidate that may lack WAL"
+            )
+        return control.checkpoint_lsn
+
+    def _update_switchover(self, action: a.UpdateSwitchover, view: ClusterView | None) -> str:
+        runtime = self.runtime
+        request = view.switchover if view is not None else None
+        if runtime.claim is None or request is None:
+            raise ActionFailed("no switchover request or no claim: nothing to update")
+        record = {
+            "id": request.id,
+            "from": request.from_node,
+            "to": request.to_node,
+            "at": iso_time(request.at),
+            "state": action.state,
+            "candidate": action.candidate or request.candidate,
+            "term": runtime.claim.term if action.state == "handing_over" else request.term,
+            "reason": action.reason,
+            "leader_term": runtime.claim.term,
+        }
+        written = self.store.put(
+            SWITCHOVER,
+            record,
+            expected_mod_revision=request.mod_revision,
+            as_leader=runtime.claim,
+        )
+        if not written:
+            raise ActionFailed("the switchover request changed meanwhile (cancelled?)")
+        return action.state
+
+    def _clear_failover(self, action: a.ClearFailover, view: ClusterView | None) -> str:
+        request = view.failover if view is not None else None
+        if self.runtime.claim is None or request is None:
+            raise ActionFailed("no failover request or no claim")
+        self.store.delete(
+            FAILOVER, expected_mod_revision=request.mod_revision, as_leader=self.runtime.claim
+        )
+        return "cleared"
 
     def _forget_leadership(self, action: a.ForgetLeadership, view: ClusterView | None) -> str:
         # The leader key may still be bound to our lease; keeping that lease alive for our

@@ -113,12 +113,21 @@ class Guard:
         # Keep guarding while armed, or while the agent lives and has not asked us to go.
         return armed or not (agent_gone or self.stop_requested)
 
+    def pause_seconds(self, now: float) -> float:
+        """How long to sleep before the next look: until the deadline in force, but at most
+        `poll_seconds`. A deadline only ever moves later while armed, and a new one is at
+        least ttl - safety_margin away, so sleeping longer never makes the fence late."""
+        current = self.current
+        if current is None or current.deadline is None or self.fenced_term == current.term:
+            return self.poll_seconds
+        return min(self.poll_seconds, max(current.deadline - now, 0.0))
+
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
         log.info("guarding %s with the deadline in %s", self.data_dir, self.deadline_file)
         while self.step():
-            time.sleep(self.poll_seconds)
+            time.sleep(self.pause_seconds(boottime()))
         log.info("guard exits: nothing left to guard")
 
     def _on_term(self, signum: int, frame: FrameType | None) -> None:
@@ -141,7 +150,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--deadline-file", type=Path, required=True)
-    parser.add_argument("--poll", type=float, default=0.5, help="seconds between polls")
+    parser.add_argument(
+        "--poll", type=float, default=2.0, help="longest sleep between two looks, in seconds"
+    )
     options = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,

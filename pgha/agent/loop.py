@@ -29,17 +29,22 @@ from pgha.agent.cycle import Cycle, dynamic_config_seed
 from pgha.agent.execute import Executor
 from pgha.agent.fencing_deadline import boottime
 from pgha.agent.guard import fence
+from pgha.agent.liveness import Liveness
 from pgha.agent.runtime import Runtime
+from pgha.agent.sd_notify import Notifier
 from pgha.agent.wakeups import Wakeups
+from pgha.api.node_report import read_report
+from pgha.api.server import ApiServer
 from pgha.core import actions as a
 from pgha.core.decision import decision
 from pgha.errors import PghaError
-from pgha.settings import GUARD_POLL_INTERVAL_SECONDS, Settings
+from pgha.settings import GUARD_LONGEST_SLEEP_SECONDS, Settings
 
 log = logging.getLogger("pgha.agent")
 JOB_ID = "ha-cycle"
 MAIN_THREAD_NAP_SECONDS = 2.0
 RECHECK_SOON_SECONDS = 0.5
+CATCH_UP_RECHECK_SECONDS = 0.05
 RECHECK_SOON = frozenset(
     {
         # Decisions that wait for something expected within a second or two: look again
@@ -83,6 +88,9 @@ class Agent:
             executor=self.executor,
             runtime=self.runtime,
         )
+        self.api = ApiServer(
+            settings.api.listen, lambda: read_report(settings, self.runtime, self.cycle)
+        )
         self.scheduler = BackgroundScheduler(job_defaults={"misfire_grace_time": None})
         self.stopping = threading.Event()
         self.wakeups = Wakeups()
@@ -91,8 +99,12 @@ class Agent:
         self.loop_wait = settings.loop_wait
         self.fenced_deadline: float | None = None
         self.postmaster_seen = False
+        self.liveness = Liveness(
+            Notifier.from_environment(), self.runtime, lambda: self.cycle.policy
+        )
 
     def run(self) -> None:
+        self.api.start()  # first: an agent that cannot serve health checks exits at once
         self.runtime.disarm_guard()
         self._ensure_guard()
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -114,6 +126,7 @@ class Agent:
         while not self.stopping.is_set():
             self._enforce_deadline()
             self._notice_postmaster_exit()
+            self.liveness.tick()
             self.wakeups.sleep(self._until_next_check())
         self.wakeups.close()
         self.shutdown()
@@ -172,7 +185,11 @@ class Agent:
         except Exception:  # the loop must outlive any one cycle
             log.exception("the HA cycle failed; trying again at the next tick")
         else:
-            if made.code in RECHECK_SOON:
+            self.liveness.cycle_completed(f"{made.code}: {made.reason}")
+            if made.code == "catch_up_for_handoff":
+                # Named by a switchover and a few bytes short: writes are stopped meanwhile.
+                self._wake_in(CATCH_UP_RECHECK_SECONDS)
+            elif made.code in RECHECK_SOON:
                 self._wake_in(RECHECK_SOON_SECONDS)
         loop_wait = self.cycle.policy.loop_wait_seconds
         if loop_wait != self.loop_wait:
@@ -189,7 +206,7 @@ class Agent:
             self.guard = spawn_guard(
                 self.settings.postgres.data_dir,
                 self.settings.run_dir / f"{self.settings.node}.deadline",
-                GUARD_POLL_INTERVAL_SECONDS,
+                GUARD_LONGEST_SLEEP_SECONDS,
                 self.settings.run_dir / f"{self.settings.node}.guard.log",
             )
         self.runtime.guard_alive = True
@@ -201,6 +218,7 @@ class Agent:
 
     def shutdown(self) -> None:
         """Stop cleanly: Postgres first, then the key, then our member record and the guard."""
+        self.liveness.stopping()
         self.scheduler.shutdown(wait=True)
         if self.watch is not None:
             self.watch.stop()
@@ -221,6 +239,7 @@ class Agent:
                     log.warning("could not revoke our lease: %s", exc)
         if self.guard is not None:
             self.guard.stop()
+        self.api.stop()
         self.store.close()
         log.info("agent %s stopped", self.settings.node)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pgha.adapters.postgres_state import PostgresState
 from pgha.adapters.store import STATUS, ClusterStore, LeaderClaim, Lease
 from pgha.agent.runtime import Runtime
 from pgha.core.decision import Decision
@@ -22,7 +23,11 @@ POSITION_PUBLISH_SECONDS = 60.0
 
 
 def member_record(
-    settings: Settings, local: LocalPostgres, runtime: Runtime, decision: Decision
+    settings: Settings,
+    local: LocalPostgres,
+    runtime: Runtime,
+    decision: Decision,
+    probed: PostgresState | None = None,
 ) -> dict[str, Any]:
     host, port = split_address(settings.postgres.connect_address)
     if local.run_state is PgRunState.NO_DATA:
@@ -52,11 +57,24 @@ def member_record(
         "sysid": local.system_identifier,
         "term": runtime.claim.term if runtime.claim is not None else None,
         "decision": {"code": decision.code, "reason": decision.reason},
+        **_replication(probed),
+    }
+
+
+def _replication(probed: PostgresState | None) -> dict[str, Any]:
+    """What only the probe knows: the walreceiver's status and the replay lag in seconds
+    (for `pgha status`; the lag changes every cycle, so it never triggers a write)."""
+    receiver = probed.wal_receiver if probed is not None else None
+    lag = probed.replay_lag_seconds if probed is not None else None
+    return {
+        "receiver": receiver.status if receiver is not None else None,
+        "replay_lag_seconds": round(lag, 3) if lag is not None else None,
     }
 
 
 def _significant(record: dict[str, Any]) -> dict[str, Any]:
-    shown = {k: v for k, v in record.items() if k not in ("position", "decision")}
+    ignored = ("position", "decision", "replay_lag_seconds")
+    shown = {k: v for k, v in record.items() if k not in ignored}
     shown["code"] = record["decision"]["code"]
     return shown
 

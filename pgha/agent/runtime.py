@@ -24,6 +24,8 @@ class Runtime:
     lease: Lease | None = None
     claim: LeaderClaim | None = None
     fencing_deadline: float | None = None
+    renewed_at: float | None = None
+    """When the last renewal etcd confirmed was sent (CLOCK_BOOTTIME); for metrics."""
     released_term: int | None = None
     primary_down_since: float | None = None
     no_leader_since: float | None = None
@@ -54,6 +56,7 @@ class Runtime:
         """A renewal sent at `sent_at` was confirmed: move the deadline and tell the guard."""
         assert self.lease is not None
         self.claim = claim
+        self.renewed_at = sent_at
         self.fencing_deadline = sent_at + self.lease.ttl_seconds - self.safety_margin_seconds
         self._publish_deadline()
 

@@ -55,12 +55,31 @@ class ReleaseLeader(Action):
 
     final_lsn: Lsn | None = None
     to_node: str | None = None
+    after_clean_stop: bool = False
+    """Take `final_lsn` from the shutdown checkpoint of the stop just before (switchover);
+    refuse to release if Postgres did not shut down cleanly."""
 
     def describe(self) -> str:
+        target = f" to {self.to_node}" if self.to_node else ""
+        if self.after_clean_stop:
+            return f"ReleaseLeader(handoff{target} at the shutdown checkpoint)"
         if self.final_lsn is None:
             return "ReleaseLeader"
-        target = f" to {self.to_node}" if self.to_node else ""
         return f"ReleaseLeader(handoff{target} at {format_lsn(self.final_lsn)})"
+
+
+@dataclass(frozen=True)
+class UpdateSwitchover(Action):
+    """Advance the `switchover` key (as leader, only if nobody changed it since the
+    snapshot): the CLI prints each state as it happens, and a cancel wins the race."""
+
+    state: str
+    candidate: str | None = None
+    reason: str = ""
+
+    def describe(self) -> str:
+        target = f" to {self.candidate}" if self.candidate else ""
+        return f"UpdateSwitchover({self.state}{target})"
 
 
 @dataclass(frozen=True)
@@ -157,3 +176,8 @@ class AppendHistory(Action):
 
 def describe_plan(actions: tuple[Action, ...]) -> str:
     return ", ".join(action.describe() for action in actions) or "nothing"
+
+
+@dataclass(frozen=True)
+class ClearFailover(Action):
+    """As the new leader: delete the served `failover` request (compared on its revision)."""

@@ -25,6 +25,7 @@ from pgha.core.rules_safety import (
     ride_out_store_outage,
     step_down_after_losing_key,
 )
+from pgha.core.rules_switchover import serve_switchover
 
 RULES: tuple[Rule, ...] = (
     fence_past_deadline,
@@ -37,6 +38,7 @@ RULES: tuple[Rule, ...] = (
     refuse_foreign_data,
     race_to_initialize,
     wait_for_bootstrap,
+    serve_switchover,
     lead,
     clone_from_leader,
     follow,

@@ -13,7 +13,7 @@ member known to be ahead of it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pgha.core.model import (
     ClusterView,
@@ -48,8 +48,21 @@ def elect(obs: Observation, policy: Policy) -> Verdict:
     """Decide whether this node takes the free leader key now, and why (not)."""
     cluster = obs.cluster
     assert cluster is not None, "elect() needs a snapshot"
+    forced = cluster.failover
+    if forced is not None:
+        return _forced(obs, policy, forced.to_node, forced.allow_data_loss)
     me = _self_as_candidate(obs, policy)
     if isinstance(me, str):
+        handoff = cluster.handoff
+        position = obs.local.position
+        if (
+            handoff is not None
+            and handoff.to_node == obs.node.name
+            and position is not None
+            and position <= handoff.final_lsn
+        ):
+            # Named by a switchover and a few bytes short: look again very soon.
+            return Verdict(False, "catch_up_for_handoff", me)
         return Verdict(False, "not_eligible", me)
 
     handoff = cluster.handoff
@@ -58,6 +71,15 @@ def elect(obs: Observation, policy: Policy) -> Verdict:
             False,
             "wait_for_handoff",
             f"{handoff.from_node} is handing the key to {handoff.to_node}; waiting for it",
+        )
+    if handoff is not None and handoff.to_node == obs.node.name:
+        # Named by a switchover: no waiting for rivals' positions, and none can outrank it
+        # (the others wait for it; all of them stop at the same final position anyway).
+        return Verdict(
+            True,
+            "take_over_after_handoff",
+            f"{handoff.from_node} handed the key over at {format_lsn(handoff.final_lsn)} "
+            f"and this node has replayed past it ({format_lsn(me.position)})",
         )
 
     stale = _stale_peers(obs)
@@ -87,6 +109,25 @@ def elect(obs: Observation, policy: Policy) -> Verdict:
         True,
         "take_over_expired_leader",
         f"no leader and this node is the best eligible candidate at {format_lsn(me.position)}",
+    )
+
+
+def _forced(obs: Observation, policy: Policy, wanted: str, allow_data_loss: bool) -> Verdict:
+    """An operator named the next leader: only it may take the key, and it takes it at once
+    (the lag limit too is waived with --allow-data-loss)."""
+    if wanted != obs.node.name:
+        return Verdict(
+            False, "wait_for_forced_failover", f"the operator asked {wanted} to take over"
+        )
+    if allow_data_loss:
+        policy = replace(policy, maximum_lag_on_failover_bytes=2**64)
+    me = _self_as_candidate(obs, policy)
+    if isinstance(me, str):
+        return Verdict(False, "cannot_take_forced_failover", me)
+    return Verdict(
+        True,
+        "take_over_on_request",
+        f"the operator asked this node to take over (pgha failover) at {format_lsn(me.position)}",
     )
 
 
@@ -133,7 +174,8 @@ def _lag_bytes(cluster: ClusterView, position: Lsn) -> int | None:
     return max(0, cluster.last_primary_position - position)
 
 
-def _peer_is_eligible(member: MemberInfo, cluster: ClusterView, policy: Policy) -> bool:
+def peer_is_eligible(member: MemberInfo, cluster: ClusterView, policy: Policy) -> bool:
+    """A running replica on the latest timeline within the lag limit, not nofailover."""
     if member.tags.nofailover or not member.running or not member.in_recovery:
         return False
     if member.position is None or member.timeline is None:
@@ -148,7 +190,7 @@ def _eligible_peers(cluster: ClusterView, me: str, policy: Policy) -> list[Candi
     return [
         Candidate(m.name, m.position, m.tags.failover_priority)
         for m in cluster.members.values()
-        if m.name != me and m.position is not None and _peer_is_eligible(m, cluster, policy)
+        if m.name != me and m.position is not None and peer_is_eligible(m, cluster, policy)
     ]
 
 

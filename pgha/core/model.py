@@ -88,6 +88,8 @@ class MemberInfo:
     timeline: int | None = None
     position: Lsn | None = None
     streaming: bool = False
+    upstream: str | None = None
+    """The member its primary_conninfo points at (None: no upstream configured)."""
     tags: Tags = Tags()
     no_leader_revision: int | None = None
     """The etcd revision at which this member saw the leader key missing; None while it
@@ -121,6 +123,47 @@ class Handoff:
     final_lsn: Lsn
 
 
+class SwitchoverState(Enum):
+    PENDING = "pending"
+    """Requested; waits for its time (if scheduled) and for the leader to serve it."""
+    HANDING_OVER = "handing_over"
+    """The leader checked the candidate and is stopping Postgres to hand the key over."""
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class SwitchoverRequest:
+    """A planned switchover, as `pgha switchover` wrote it and the leaders advanced it."""
+
+    id: str
+    from_node: str | None
+    """The leader the operator meant to replace (None: whoever leads when it runs)."""
+    to_node: str | None
+    """The candidate asked for (None: the best eligible replica)."""
+    at: float | None
+    """Wall-clock seconds since the epoch before which it must not run (None: now)."""
+    state: SwitchoverState
+    candidate: str | None = None
+    """The candidate the leader chose when it began handing over."""
+    term: int | None = None
+    """The term in which the leader began handing over."""
+    mod_revision: int = 0
+
+    @property
+    def open(self) -> bool:
+        return self.state in (SwitchoverState.PENDING, SwitchoverState.HANDING_OVER)
+
+
+@dataclass(frozen=True)
+class ForcedFailover:
+    """`pgha failover --candidate NAME`: with no leader, only `to_node` may take the key."""
+
+    to_node: str
+    allow_data_loss: bool = False
+    mod_revision: int = 0
+
+
 @dataclass(frozen=True)
 class TimelineSwitch:
     """From `history`: timeline `timeline` began at `lsn` (the fork point of the one before)."""
@@ -143,6 +186,8 @@ class ClusterView:
     timeline_switches: tuple[TimelineSwitch, ...] = ()
     handoff: Handoff | None = None
     paused: bool = False
+    switchover: SwitchoverRequest | None = None
+    failover: ForcedFailover | None = None
 
     @property
     def latest_timeline(self) -> int:
@@ -201,6 +246,9 @@ class Observation:
     cluster: ClusterView | None
     """None when etcd could not be read this cycle."""
     store_error: str | None = None
+    wall_now: float = 0.0
+    """Wall-clock seconds since the epoch: only for operator schedules (switchover --at),
+    never for fencing, which runs on `now`."""
 
     @property
     def holds_key(self) -> bool:

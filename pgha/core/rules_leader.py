@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pgha.core.actions import (
     AppendHistory,
+    ClearFailover,
     Promote,
     ReleaseLeader,
     RenewLeader,
@@ -25,6 +26,13 @@ def lead(obs: Observation, policy: Policy) -> Decision | None:
     term = obs.node.claimed_term
     state = obs.local.run_state
     if state is PgRunState.RUNNING and not obs.local.in_recovery:
+        if obs.cluster is not None and obs.cluster.failover is not None:
+            return decision(
+                "finish_forced_failover",
+                f"leader in term {term}, Postgres read-write: the failover request is served",
+                RenewLeader(),
+                ClearFailover(),
+            )
         return decision(
             "renew_as_primary", f"leader in term {term}, Postgres read-write", RenewLeader()
         )

@@ -16,6 +16,7 @@ import pytest
 
 from pgha.adapters.store import (
     CONFIG,
+    ENDPOINT,
     HANDOFF,
     INITIALIZE,
     ClusterStore,
@@ -242,6 +243,23 @@ def test_release_with_a_handoff_deletes_the_key_and_writes_the_handoff_in_one_st
     assert record.lease_id == handoff_lease.id
     # etcd ends the grace window: the handoff lapses with its lease.
     assert wait_until(harness, lambda: watcher.read_cluster().get(HANDOFF) is None, 8)
+
+
+def test_release_deletes_the_published_endpoint_with_the_key(harness: StoreHarness) -> None:
+    store, watcher = harness.make_store(), harness.make_store()
+    lease = store.grant_lease(10)
+    claim = store.acquire_leader("pg1", lease)
+    assert claim is not None
+    endpoint = {"name": "pg1", "host": "10.0.0.1", "port": 5432, "term": claim.term}
+    assert store.put(ENDPOINT, endpoint, as_leader=claim, lease=lease)
+    published = watcher.read_cluster().get(ENDPOINT)
+    assert isinstance(published, Record)
+    assert published.lease_id == lease.id
+
+    assert store.release_leader(claim)
+    snapshot = watcher.read_cluster()
+    assert snapshot.leader is None
+    assert snapshot.get(ENDPOINT) is None
 
 
 def test_member_records_live_on_their_member_lease(harness: StoreHarness) -> None:

@@ -77,3 +77,14 @@ def test_a_disarmed_guard_exits_once_its_agent_is_gone(tmp_path: Path) -> None:
     write_deadline(deadline_file, Deadline(None, None, gone_pid))
     guard = Guard(tmp_path / "no-data", deadline_file, poll_seconds=0.1)
     assert not guard.step()
+
+
+def test_the_guard_sleeps_until_the_deadline_but_never_longer_than_its_cap(tmp_path: Path) -> None:
+    guard = Guard(tmp_path, tmp_path / "deadline", poll_seconds=2.0)
+    assert guard.pause_seconds(100.0) == 2.0  # nothing to guard yet
+    guard.current = Deadline(deadline=100.5, term=3, agent_pid=os.getpid())
+    assert guard.pause_seconds(100.0) == 0.5
+    assert guard.pause_seconds(90.0) == 2.0
+    assert guard.pause_seconds(101.0) == 0.0
+    guard.fenced_term = 3
+    assert guard.pause_seconds(101.0) == 2.0

@@ -26,7 +26,13 @@ def test_a_full_cluster_reads_back() -> None:
     parsed = parse_cluster(
         snapshot(
             initialize={"sysid": "7301"},
-            config={"ttl": 10, "loop_wait": 1, "retry_timeout": 3, "paused": True},
+            config={
+                "ttl": 10,
+                "loop_wait": 1,
+                "retry_timeout": 3,
+                "safety_margin": 2,
+                "paused": True,
+            },
             members__pg1={
                 "host": "127.0.0.1",
                 "port": 5432,
@@ -117,3 +123,10 @@ def test_garbage_history_and_status_are_reported() -> None:
 def test_parse_member_refuses_non_objects() -> None:
     with pytest.raises(BadRecord):
         parse_member("pg1", [1])
+
+
+def test_unsafe_timers_in_etcd_are_ignored_for_the_last_good_policy() -> None:
+    last = Policy(ttl_seconds=30, loop_wait_seconds=10, retry_timeout_seconds=7)
+    parsed = parse_cluster(snapshot(config={"loop_wait": 25}), last)
+    assert parsed.policy == last
+    assert any("no room to fence" in problem for problem in parsed.problems)

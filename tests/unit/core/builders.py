@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from pgha.core.actions import Action
+from pgha.core.decision import Decision
 from pgha.core.model import (
     ClusterView,
     InitState,
@@ -39,6 +41,7 @@ def member(name: str, **changes: Any) -> MemberInfo:
         timeline=2,
         position=100 * MiB,
         streaming=True,
+        upstream="pg2",
         checkpoint_after_promote=True,
         system_identifier="7300",
     )
@@ -136,3 +139,14 @@ def leaderless(**changes: Any) -> ClusterView:
 
 POLICY = Policy(ttl_seconds=30, loop_wait_seconds=10, retry_timeout_seconds=7)
 NOFAILOVER = replace(POLICY, tags=Tags(nofailover=True))
+
+
+def assert_plan(made: Decision, code: str, plan: tuple[type[Action] | Action, ...]) -> None:
+    """The decision has this code and these actions in order (a type matches any instance)."""
+    assert made.code == code, made.describe()
+    assert len(made.actions) == len(plan), made.describe()
+    for actual, expected in zip(made.actions, plan, strict=True):
+        if isinstance(expected, type):
+            assert isinstance(actual, expected), made.describe()
+        else:
+            assert actual == expected, made.describe()

@@ -1,0 +1,81 @@
+"""The `switchover` key: what `pgha switchover` writes and the leaders advance.
+
+{"id", "from", "to", "at" (ISO 8601 with a zone, or null), "state" (pending,
+handing_over, done, failed), "candidate", "term", "reason", "requested_at"}.
+
+An unreadable request is reported and ignored: a switchover is an operator's wish, and
+ignoring a garbled one is the safe reading (nothing changes).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pgha.adapters.store import Record, Value
+from pgha.core.model import SwitchoverRequest, SwitchoverState
+
+
+def iso_time(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
+def parse_time(text: str) -> float:
+    """ISO 8601 with a time zone to epoch seconds; ValueError says what is wrong."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not an ISO 8601 time (e.g. 2026-11-29T14:00:00+00:00)"
+        ) from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone: add one, e.g. +00:00 or Z")
+    return moment.timestamp()
+
+
+def parse_switchover(value: Value | None, problems: list[str]) -> SwitchoverRequest | None:
+    if value is None:
+        return None
+    if not isinstance(value, Record):
+        return None  # already reported as unparsable by the snapshot
+    try:
+        return _request(value.data, value.mod_revision)
+    except (ValueError, TypeError) as exc:
+        problems.append(f"switchover request ignored: {exc}")
+        return None
+
+
+def _request(data: Any, mod_revision: int) -> SwitchoverRequest:
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    at = data.get("at")
+    term = data.get("term")
+    if term is not None and (not isinstance(term, int) or isinstance(term, bool)):
+        raise ValueError(f"term must be an integer, got {term!r}")
+    return SwitchoverRequest(
+        id=_text(data, "id") or "?",
+        from_node=_text(data, "from"),
+        to_node=_text(data, "to"),
+        at=_time(at),
+        state=SwitchoverState(data.get("state", "pending")),
+        candidate=_text(data, "candidate"),
+        term=term,
+        mod_revision=mod_revision,
+    )
+
+
+def _text(data: dict[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise ValueError(f"{name} must be a string, got {value!r}")
+
+
+def _time(value: Any) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"at must be an ISO 8601 time or null, got {value!r}")
+    return parse_time(value)
