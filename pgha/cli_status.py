@@ -6,7 +6,9 @@ member address (dsn), 2 etcd unreachable, 3 bad options or configuration.
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -50,16 +52,22 @@ def watch_status(target: ClusterTarget, as_json: bool, interval: float, echo: Ec
     JSON comes one document per line, for a consumer that reads a stream."""
     code = EXIT_ETCD_UNREACHABLE
     clear = not as_json and sys.stdout.isatty()
+    # Ctrl-C sets a flag rather than raising KeyboardInterrupt wherever the interpreter
+    # happens to be (inside an HTTP request to etcd, it could be swallowed or leave the
+    # connection pool half torn down): the refresh under way finishes, then the loop ends.
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
     try:
-        while True:
+        while not stop.is_set():
             if clear:
                 echo("\033[H\033[2J", nl=False)
             if not as_json:
                 echo(f"{time.strftime('%H:%M:%S')}, every {interval:g} s; Ctrl-C stops")
             code = show_status(target, as_json, echo, compact=True)
-            time.sleep(interval)
-    except KeyboardInterrupt:
-        return code
+            stop.wait(interval)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return code
 
 
 def member_addresses(document: dict[str, Any], *, replicas_only: bool) -> list[tuple[str, int]]:
