@@ -20,8 +20,10 @@ import yaml
 
 from pgha import __version__
 from pgha.agent.loop import Agent
+from pgha.api.auth import exposure_warnings
 from pgha.api.server import ApiUnavailable
 from pgha.cli_cluster import register_cluster_commands
+from pgha.cli_requests import register_request_commands
 from pgha.demo import Demo
 from pgha.errors import ConfigError, PghaError
 from pgha.settings import Settings, load_settings, masked, unreadable_files
@@ -78,6 +80,7 @@ def configuration_warnings(settings: Settings) -> list[str]:
                 f"postgres.pg_hba: {line!r} lets the superuser {superuser!r} connect from "
                 "anywhere; restrict it to the network of the cluster"
             )
+    warnings.extend(exposure_warnings(settings.api))
     return warnings
 
 
@@ -136,6 +139,7 @@ def demo(
 
 
 register_cluster_commands(app, config_app)
+register_request_commands(app)
 
 
 @app.command()

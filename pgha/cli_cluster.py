@@ -1,5 +1,5 @@
 """The operator's commands that act on a whole cluster through etcd: status, dsn,
-switchover, failover, pause, resume, history, config show/set.
+switchover, failover, pause, resume, history, config show/set/edit.
 
 Each takes the cluster from an agent's config file or from `--etcd/--cluster/--namespace`
 (pgha/cli_target.py), runs against one store, and exits with the command's code.
@@ -12,10 +12,13 @@ from typing import Annotated
 
 import typer
 
-from pgha.cli_ops import request_failover, set_config, set_paused, show_config, show_history
+from pgha.cli_config_edit import edit_config
+from pgha.cli_history import show_history
+from pgha.cli_ops import request_failover, set_config, set_paused, show_config
 from pgha.cli_status import print_dsn, show_status, watch_status
 from pgha.cli_switchover import cancel_switchover, request_switchover
 from pgha.cli_target import (
+    EXIT_BAD_TARGET,
     ClusterOption,
     ClusterTarget,
     EtcdOption,
@@ -24,6 +27,7 @@ from pgha.cli_target import (
     open_target,
 )
 from pgha.dsn import DEFAULT_CONNECT_TIMEOUT_SECONDS, SessionTarget
+from pgha.history_summary import parse_duration
 
 
 def status(
@@ -185,6 +189,28 @@ def config_set(
     run_on_cluster(open_target(config, etcd, cluster, namespace), command)
 
 
+def config_edit(
+    *,
+    config: TargetConfigOption = None,
+    etcd: EtcdOption = None,
+    cluster: ClusterOption = None,
+    namespace: NamespaceOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Edit the dynamic configuration as YAML in $VISUAL or $EDITOR, checked like `config set`.
+
+    Shows the diff and writes only if nobody changed the config meanwhile. When nothing is
+    written, the edited file is kept and its path printed.
+    """
+
+    def command(target: ClusterTarget) -> int:
+        return edit_config(
+            target, confirm=(lambda question: True) if yes else _ask, echo=typer.echo
+        )
+
+    run_on_cluster(open_target(config, etcd, cluster, namespace), command)
+
+
 def failover(
     *,
     candidate: Annotated[str, typer.Option("--candidate", help="The replica to promote.")],
@@ -259,11 +285,33 @@ def history(
     cluster: ClusterOption = None,
     namespace: NamespaceOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="The entries as JSON.")] = False,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only the last DURATION: 30d, 12h, 90m, 45s, 1d12h."),
+    ] = None,
+    summary: Annotated[
+        bool,
+        typer.Option(
+            "--summary",
+            help="Add availability, failovers, switchovers and write outage over the window.",
+        ),
+    ] = False,
 ) -> None:
-    """Every promotion: time, term, timeline, LSN, new primary and why."""
+    """Every promotion: time, term, timeline, LSN, new primary, kind, outage and why.
+
+    The window of --summary runs from now - since to now, or without --since from the first
+    promotion's outage. Exit 3 on a bad --since.
+    """
+    try:
+        since_seconds = parse_duration(since) if since is not None else None
+    except ValueError as exc:
+        typer.echo(f"--since: {exc}", err=True)
+        raise typer.Exit(code=EXIT_BAD_TARGET) from None
 
     def command(target: ClusterTarget) -> int:
-        return show_history(target, as_json, typer.echo)
+        return show_history(
+            target, as_json=as_json, since_seconds=since_seconds, summary=summary, echo=typer.echo
+        )
 
     run_on_cluster(open_target(config, etcd, cluster, namespace), command)
 
@@ -275,6 +323,7 @@ def register_cluster_commands(app: typer.Typer, config_app: typer.Typer) -> None
     app.command()(switchover)
     config_app.command("show")(config_show)
     config_app.command("set")(config_set)
+    config_app.command("edit")(config_edit)
     app.command()(failover)
     app.command()(pause)
     app.command()(resume)

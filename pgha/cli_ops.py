@@ -1,6 +1,7 @@
-"""Operator commands that change the cluster through etcd: pause, resume, config show/set,
-failover, and the read-only history. Each write is a compare-and-set on the revision read, so two
-operators editing at once cannot silently overwrite each other.
+"""Operator commands that change the cluster through etcd: pause, resume, config show/set
+and failover (`pgha history` is pgha/cli_history.py, `config edit` pgha/cli_config_edit.py).
+Each write is a compare-and-set on the revision read, so two operators editing at once cannot
+silently overwrite each other.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from pgha.adapters.store import CONFIG, FAILOVER, HISTORY, ClusterSnapshot, Record, Unparsable
+from pgha.adapters.store import CONFIG, FAILOVER, ClusterSnapshot, Unparsable
 from pgha.agent.cluster_view import parse_cluster
 from pgha.cli_status import read_snapshot
 from pgha.cli_target import ClusterTarget
@@ -24,7 +25,7 @@ EXIT_ETCD_UNREACHABLE = 2
 Echo = Callable[..., Any]
 
 
-def _config_of(snapshot: ClusterSnapshot) -> tuple[dict[str, Any], int] | str:
+def config_of(snapshot: ClusterSnapshot) -> tuple[dict[str, Any], int] | str:
     """The config and its mod_revision (0: absent), or why it cannot be edited."""
     value = snapshot.get(CONFIG)
     if value is None:
@@ -49,7 +50,7 @@ def set_config(target: ClusterTarget, assignments: list[str], echo: Echo) -> int
     snapshot = read_snapshot(target, echo)
     if snapshot is None:
         return EXIT_ETCD_UNREACHABLE
-    current = _config_of(snapshot)
+    current = config_of(snapshot)
     if isinstance(current, str):
         echo(f"config not changed: {current}", err=True)
         return EXIT_REFUSED
@@ -76,7 +77,7 @@ def show_config(target: ClusterTarget, echo: Echo) -> int:
     snapshot = read_snapshot(target, echo)
     if snapshot is None:
         return EXIT_ETCD_UNREACHABLE
-    current = _config_of(snapshot)
+    current = config_of(snapshot)
     if isinstance(current, str):
         echo(current, err=True)
         return EXIT_REFUSED
@@ -99,34 +100,6 @@ def set_paused(target: ClusterTarget, paused: bool, echo: Echo) -> int:
     else:
         echo(f"could not mark the cluster {word}; see `pgha config show`", err=True)
     return code
-
-
-def show_history(target: ClusterTarget, as_json: bool, echo: Echo) -> int:
-    snapshot = read_snapshot(target, echo)
-    if snapshot is None:
-        return EXIT_ETCD_UNREACHABLE
-    value = snapshot.get(HISTORY)
-    entries = value.data if isinstance(value, Record) and isinstance(value.data, list) else []
-    entries = [entry for entry in entries if isinstance(entry, dict)]
-    if as_json:
-        echo(json.dumps(entries, indent=2, sort_keys=True))
-        return 0
-    if not entries:
-        echo(f"cluster {target.cluster!r}: no promotion recorded yet")
-        return 0
-    for entry in entries:
-        echo(
-            f"{_when(entry.get('at'))}  term {entry.get('term')}  timeline "
-            f"{entry.get('timeline')}  at {entry.get('lsn')}  {entry.get('node')}: "
-            f"{entry.get('reason')}"
-        )
-    return 0
-
-
-def _when(epoch: Any) -> str:
-    if not isinstance(epoch, (int, float)):
-        return "?"
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 def request_failover(

@@ -9,13 +9,15 @@ copy in etcd is the one the agents follow.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -135,8 +137,120 @@ class PostgresSettings(_Section):
         return split_address(self.listen)[1]
 
 
+class ApiTlsSettings(_Section):
+    """HTTPS for the API: off unless `cert` and `key` are given."""
+
+    cert: Path | None = None
+    key: Path | None = None
+    ca_cert: Path | None = Field(
+        default=None, description="the CA that signs the client certificates to accept"
+    )
+    verify_client: Literal["none", "optional", "required"] = "none"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key go together: give both or neither")
+        if self.verify_client != "none" and self.ca_cert is None:
+            raise ValueError(
+                f"verify_client: {self.verify_client} needs ca_cert, the CA that signs the "
+                "client certificates to accept"
+            )
+        if self.cert is None and (self.ca_cert is not None or self.verify_client != "none"):
+            raise ValueError(
+                "ca_cert and verify_client need cert and key: clients are verified over TLS only"
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert is not None
+
+
+def token_problem(text: str) -> str | None:
+    """Why `text` cannot be a bearer token, without quoting it; None when it can."""
+    if 0 < len(text) <= 1024 and text.isascii() and text.isprintable() and " " not in text:
+        return None
+    return "a token is 1 to 1024 visible ASCII characters without spaces (it goes in a header)"
+
+
+def _check_token(token: SecretStr | None) -> SecretStr | None:
+    problem = token_problem(token.get_secret_value()) if token is not None else None
+    if problem is not None:
+        raise ValueError(problem)
+    return token
+
+
+class ApiAuthSettings(_Section):
+    """Credentials for /cluster, /history and /metrics; the health checks stay open.
+
+    A bearer token (inline or in a file, never both) and/or a client certificate verified
+    against api.tls.ca_cert; when both are set, either one is enough. Neither: no auth.
+    """
+
+    token: Annotated[SecretStr | None, AfterValidator(_check_token)] = None
+    token_file: Path | None = None
+    client_cert: bool = False
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> Self:
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("give either token or token_file, not both")
+        return self
+
+    @property
+    def required(self) -> bool:
+        return self.token is not None or self.token_file is not None or self.client_cert
+
+
 class ApiSettings(_Section):
     listen: Address = "127.0.0.1:8008"
+    tls: ApiTlsSettings = ApiTlsSettings()
+    auth: ApiAuthSettings = ApiAuthSettings()
+
+    @model_validator(mode="after")
+    def _client_cert_needs_verification(self) -> Self:
+        if self.auth.client_cert and self.tls.verify_client == "none":
+            raise ValueError(
+                "auth.client_cert needs tls.verify_client: optional or required (and "
+                "tls.ca_cert); without them no client certificate is ever verified"
+            )
+        return self
+
+
+def _command_list(value: Any) -> Any:
+    """A hook may be one command line or a list of them."""
+    return [value] if isinstance(value, str) else value
+
+
+def _check_command(line: str) -> str:
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:
+        raise ValueError(f"cannot split {line!r} into a command and arguments: {exc}") from None
+    if not words:
+        raise ValueError("a hook command must not be empty")
+    return line
+
+
+HookCommands = Annotated[
+    list[Annotated[str, AfterValidator(_check_command)]], BeforeValidator(_command_list)
+]
+
+
+class HookSettings(_Section):
+    """Commands run by the agent around role changes (see pgha/agent/hooks.py)."""
+
+    pre_promote: HookCommands = Field(
+        default=[],
+        description="after taking the key, before promoting; a failure aborts the promotion",
+    )
+    on_role_change: HookCommands = Field(default=[], description="after the role changed")
+    timeout: float = Field(default=5, gt=0, description="seconds per command")
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.pre_promote or self.on_role_change)
 
 
 class TagSettings(_Section):
@@ -158,6 +272,7 @@ class Settings(BaseSettings):
     postgres: PostgresSettings
     api: ApiSettings = ApiSettings()
     tags: TagSettings = TagSettings()
+    hooks: HookSettings = HookSettings()
     run_dir: Path = Field(
         default=Path("/run/pgha"),
         description="local state: the fencing deadline handed to the guard (tmpfs)",
@@ -172,6 +287,12 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _timers_leave_room_to_fence(self) -> Self:
         check_timers(self.ttl, self.loop_wait, self.retry_timeout, self.safety_margin)
+        if self.hooks.configured and self.hooks.timeout >= self.ttl - self.safety_margin:
+            raise ValueError(
+                f"hooks.timeout ({self.hooks.timeout:g} s) must be shorter than ttl - "
+                f"safety_margin ({self.ttl - self.safety_margin:g} s): a pre_promote hook "
+                "runs while the new leader's lease counts down"
+            )
         if self.etcd.timeout > self.retry_timeout:
             raise ValueError(
                 f"etcd.timeout ({self.etcd.timeout:g} s) must not exceed retry_timeout "
@@ -267,7 +388,8 @@ def _describe(source: str, error: Any) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if "input" in error and kind not in ("value_error", "assertion_error"):
         shown = error["input"]
-        if isinstance(shown, (str, int, float, bool)) and "password" not in key:
+        secret = "password" in key or "token" in key
+        if isinstance(shown, (str, int, float, bool)) and not secret:
             message = f"{message} (got {shown!r})"
     return f"{source}: {key}: {message}"
 
@@ -281,6 +403,10 @@ def unreadable_files(settings: Settings) -> list[str]:
         "etcd.key": settings.etcd.key,
         "postgres.superuser.password_file": settings.postgres.superuser.password_file,
         "postgres.replication.password_file": settings.postgres.replication.password_file,
+        "api.tls.cert": settings.api.tls.cert,
+        "api.tls.key": settings.api.tls.key,
+        "api.tls.ca_cert": settings.api.tls.ca_cert,
+        "api.auth.token_file": settings.api.auth.token_file,
     }
     problems = []
     for key, path in named.items():

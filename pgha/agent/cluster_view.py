@@ -35,6 +35,7 @@ from pgha.core.model import (
     LeaderInfo,
     Lsn,
     MemberInfo,
+    MemberRequest,
     Policy,
     Tags,
     TimelineSwitch,
@@ -93,6 +94,7 @@ def parse_cluster(snapshot: ClusterSnapshot, last_policy: Policy) -> ParsedClust
         paused=paused,
         switchover=parse_switchover(snapshot.get(SWITCHOVER), problems),
         failover=_parse_failover(snapshot.get(FAILOVER), problems),
+        requests=_parse_requests(snapshot.requests, problems),
     )
     return ParsedCluster(view, policy, tuple(problems))
 
@@ -148,6 +150,7 @@ def parse_member(name: str, data: Any) -> MemberInfo:
         no_leader_revision=_field(data, "no_leader_revision", int, None),
         checkpoint_after_promote=_field(data, "checkpoint_after_promote", bool, False),
         system_identifier=_field(data, "sysid", str, None),
+        sits_out=_field(data, "sits_out", bool, False),
     )
 
 
@@ -213,6 +216,30 @@ def _parse_failover(value: Value | None, problems: list[str]) -> ForcedFailover 
     except BadRecord as exc:
         problems.append(f"failover request ignored: {exc}")
         return None
+
+
+def _parse_requests(values: Mapping[str, Value], problems: list[str]) -> dict[str, MemberRequest]:
+    """Well-formed requests by member; garbage is reported and left alone (the CLI that
+    wrote it, or an operator with etcdctl, can remove it)."""
+    requests = {}
+    for name, value in values.items():
+        if isinstance(value, Unparsable):
+            continue  # the snapshot reported it already
+        try:
+            data = _data(value)
+            if not isinstance(data, dict):
+                raise BadRecord("expected a JSON object")
+            request_id = _field(data, "id", str, None)
+            action = _field(data, "action", str, None)
+            if not request_id or not action:
+                raise BadRecord("needs an id and an action")
+            by = _field(data, "by", str, "") or ""
+            requests[name] = MemberRequest(
+                request_id[:64], action[:32], by[:64], value.mod_revision
+            )
+        except BadRecord as exc:
+            problems.append(f"request for member {name!r} ignored: {exc}")
+    return requests
 
 
 def _parse_status(value: Value | None, problems: list[str]) -> Lsn | None:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+from pgha.adapters.hooks import ON_ROLE_CHANGE, HookEvent, HookRunner
 from pgha.adapters.postgres_probe import PostgresProbe
 from pgha.adapters.postgres_state import PostgresState
 from pgha.adapters.store import ClusterSnapshot, ClusterStore
@@ -45,6 +46,15 @@ def policy_from_settings(settings: Settings) -> Policy:
     )
 
 
+def role_of(state: PostgresState) -> str:
+    """The role a hook is told: primary, replica or stopped."""
+    if state.is_primary:
+        return "primary"
+    if state.running:
+        return "replica"
+    return "stopped"
+
+
 def dynamic_config_seed(settings: Settings) -> dict[str, object]:
     return {
         "ttl": settings.ttl,
@@ -65,9 +75,13 @@ class Cycle:
         probe: PostgresProbe,
         executor: Executor,
         runtime: Runtime,
+        hooks: HookRunner | None = None,
         clock: Callable[[], float] = boottime,
     ) -> None:
         self.settings = settings
+        self.hooks = hooks
+        self.role: str | None = None
+        """The role the last cycle left Postgres in, for on_role_change."""
         self.store = store
         self.probe = probe
         self.executor = executor
@@ -89,11 +103,14 @@ class Cycle:
         state = self.probe.probe()
         obs = self._observe(view, store_error, state, started)
         decision = decide(obs, self.policy)
-        self.executor.handoff_ttl_seconds = int(self.policy.ttl_seconds)
+        self.executor.ttl_seconds = int(self.policy.ttl_seconds)
+        if self.role is None:
+            self.role = role_of(state)
         outcomes = self.executor.run(decision, view)
         if outcomes:  # actions ran: publish what Postgres is now, not what it was
             state = self.probe.probe()
         self._publish(decision, view, state)
+        self._on_role_change(role_of(state), view)
         self._log(obs, decision, outcomes, self.clock() - started)
         self.last_decision = decision
         claim_term = self.runtime.claim.term if self.runtime.claim is not None else None
@@ -144,6 +161,30 @@ class Cycle:
             runtime.no_leader_since = now
             runtime.no_leader_revision = view.revision
 
+    def _on_role_change(self, role: str, view: ClusterView | None) -> None:
+        """Run the on_role_change hooks when this cycle changed the role; as leader, only
+        for as long as still leaves a renewal time before the fencing deadline."""
+        if role == self.role:
+            return
+        self.role = role
+        if self.hooks is None or not self.hooks.configured(ON_ROLE_CHANGE):
+            return
+        runtime = self.runtime
+        budget = self.settings.hooks.timeout * len(self.settings.hooks.on_role_change)
+        if runtime.claim is not None and runtime.fencing_deadline is not None:
+            renewal = self.policy.retry_timeout_seconds + 1
+            budget = min(budget, runtime.fencing_deadline - self.clock() - renewal)
+        leader = view.leader.holder if view is not None and view.leader is not None else None
+        if runtime.claim is not None:
+            leader = runtime.name
+        term = runtime.claim.term if runtime.claim is not None else None
+        if term is None and view is not None and view.leader is not None:
+            term = view.leader.term
+        event = HookEvent(
+            ON_ROLE_CHANGE, role, term, self.settings.cluster, leader, self.settings.node
+        )
+        self.hooks.run(event, budget)
+
     # --- publish and log ------------------------------------------------------------------
 
     def _publish(self, decision: Decision, view: ClusterView | None, state: PostgresState) -> None:
@@ -155,7 +196,9 @@ class Cycle:
                 runtime.lease = None
                 return
             local = local_view(state, view.members, runtime.last_in_recovery)
-            record = member_record(self.settings, local, runtime, decision, probed=state)
+            record = member_record(
+                self.settings, local, runtime, decision, probed=state, now=self.clock()
+            )
             self.publisher.publish_member(record, local.position, runtime.lease, self.clock())
             if runtime.claim is not None and state.is_primary:
                 claim, lease, seen = runtime.claim, runtime.lease, self.last_snapshot

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pgha.adapters.hooks import PRE_PROMOTE, HookEvent, HookRunner
 from pgha.adapters.postgres_control import PostgresControl
 from pgha.adapters.postgres_history import timeline_fork_point
 from pgha.adapters.postgres_probe import PostgresProbe
@@ -23,6 +24,7 @@ from pgha.adapters.store import (
     CONFIG,
     FAILOVER,
     HISTORY,
+    REQUESTS,
     SWITCHOVER,
     ClusterStore,
     LeaderKey,
@@ -36,6 +38,7 @@ from pgha.core import actions as a
 from pgha.core.decision import Decision
 from pgha.core.model import ClusterView
 from pgha.errors import PghaError
+from pgha.history_summary import promotion_fields
 
 log = logging.getLogger("pgha.agent")
 
@@ -70,6 +73,8 @@ class Executor:
         probe: PostgresProbe,
         runtime: Runtime,
         dynamic_config_seed: dict[str, object],
+        hooks: HookRunner | None = None,
+        cluster_name: str = "",
         clock: Callable[[], float] = boottime,
     ) -> None:
         self.store = store
@@ -77,8 +82,14 @@ class Executor:
         self.probe = probe
         self.runtime = runtime
         self.seed = dynamic_config_seed
+        self.hooks = hooks
+        self.cluster_name = cluster_name
         self.clock = clock
-        self.handoff_ttl_seconds = 30
+        self.decision_code = ""
+        """The code of the decision being carried out: its history entry records it."""
+        self.ttl_seconds = 30
+        """The cluster's ttl: how long a handoff reserves the key, and how long a node whose
+        pre_promote hook failed sits out the election."""
         self._handlers: dict[type[a.Action], Callable[[Any, ClusterView | None], str | None]] = {
             a.AcquireLeader: self._acquire_leader,
             a.RenewLeader: self._renew_leader,
@@ -97,10 +108,12 @@ class Executor:
             a.AppendHistory: self._append_history,
             a.UpdateSwitchover: self._update_switchover,
             a.ClearFailover: self._clear_failover,
+            a.RunPrePromoteHook: self._run_pre_promote_hook,
+            a.ConsumeRequest: self._consume_request,
         }
-        """How long a released key stays reserved for the handoff's candidate (one ttl)."""
 
     def run(self, decision: Decision, view: ClusterView | None) -> list[Outcome]:
+        self.decision_code = decision.code
         outcomes: list[Outcome] = []
         for action in decision.actions:
             try:
@@ -110,7 +123,29 @@ class Executor:
                 outcomes.append(Outcome(action, False, str(exc)))
                 break
             outcomes.append(Outcome(action, True, detail or ""))
+        self._answer_request(outcomes)
         return outcomes
+
+    def _answer_request(self, outcomes: list[Outcome]) -> None:
+        """Say in the member record how a consumed operator request ended."""
+        consumed = [o for o in outcomes if isinstance(o.action, a.ConsumeRequest) and o.ok]
+        if not consumed:
+            return
+        request = consumed[0].action
+        assert isinstance(request, a.ConsumeRequest)
+        failed = next((o for o in outcomes if not o.ok), None)
+        if request.refused is not None:
+            outcome, detail = "refused", request.refused
+        elif failed is not None:
+            outcome, detail = "failed", failed.describe()
+        else:
+            outcome, detail = "done", "; ".join(o.describe() for o in outcomes)
+        self.runtime.last_request = {
+            "id": request.request_id,
+            "action": request.action,
+            "outcome": outcome,
+            "detail": detail,
+        }
 
     def _check_deadline(self, action: a.Action) -> None:
         if not action.makes_writable():
@@ -176,7 +211,8 @@ class Executor:
         runtime = self.runtime
         if runtime.claim is None:
             raise ActionFailed("no claim to release")
-        if self.probe.probe().running:
+        state = self.probe.probe()
+        if state.running and not (action.never_promoted and state.in_recovery is True):
             raise ActionFailed("refusing to release the key: Postgres is not confirmed stopped")
         final_lsn = action.final_lsn
         if action.after_clean_stop:
@@ -190,7 +226,7 @@ class Executor:
                 "term": runtime.claim.term,
                 "final_lsn": format_lsn(final_lsn),
             }
-            handoff_lease = self.store.grant_lease(self.handoff_ttl_seconds)
+            handoff_lease = self.store.grant_lease(self.ttl_seconds)
         released = self.store.release_leader(runtime.claim, handoff, handoff_lease)
         runtime.lost_leadership(released=True)
         if not released:
@@ -242,6 +278,35 @@ class Executor:
             FAILOVER, expected_mod_revision=request.mod_revision, as_leader=self.runtime.claim
         )
         return "cleared"
+
+    def _consume_request(self, action: a.ConsumeRequest, view: ClusterView | None) -> str:
+        request = view.requests.get(self.runtime.name) if view is not None else None
+        if request is None or request.id != action.request_id:
+            raise ActionFailed("the request is gone: withdrawn or already served")
+        key = REQUESTS + self.runtime.name
+        if not self.store.delete(key, expected_mod_revision=request.mod_revision):
+            raise ActionFailed("the request changed or was consumed meanwhile")
+        return "consumed"
+
+    def _run_pre_promote_hook(self, action: a.RunPrePromoteHook, view: ClusterView | None) -> str:
+        runtime = self.runtime
+        if self.hooks is None or not self.hooks.configured(PRE_PROMOTE):
+            return "no hook configured"
+        if runtime.claim is None or runtime.fencing_deadline is None:
+            raise ActionFailed("no claim: the pre_promote hook runs only after taking the key")
+        # The promotion after the hook must still fit before the fencing deadline.
+        now = self.clock()
+        budget = runtime.fencing_deadline - now - 2 * WRITABLE_ACTION_BUDGET_SECONDS
+        term, me = runtime.claim.term, runtime.name
+        event = HookEvent(PRE_PROMOTE, "primary", term, self.cluster_name, me, me)
+        results = self.hooks.run(event, budget)
+        failed = next((result for result in results if not result.ok), None)
+        if failed is None:
+            return "; ".join(result.describe() for result in results)
+        runtime.pre_promote_failed_term = runtime.claim.term
+        runtime.sit_out_reason = f"its pre_promote hook {failed.describe()}"
+        runtime.election_backoff_until = self.clock() + self.ttl_seconds
+        raise ActionFailed(f"pre_promote hook {failed.describe()}: not promoting")
 
     def _forget_leadership(self, action: a.ForgetLeadership, view: ClusterView | None) -> str:
         # The leader key may still be bound to our lease; keeping that lease alive for our
@@ -342,13 +407,20 @@ class Executor:
         state = self.probe.probe()
         timeline = state.timeline or 1
         fork = timeline_fork_point(self.control.paths.data_dir, timeline)
+        # Postgres is writable by now: the outage ends here, and began (at the latest) when
+        # this node first saw the key gone (see promotion_fields).
+        at = time.time()
+        seen = self.runtime.no_leader_since
+        no_leader_for = self.clock() - seen if seen is not None else None
+        lease_ttl = self.runtime.lease.ttl_seconds if self.runtime.lease is not None else None
         entry = {
             "term": claim.term,
             "timeline": timeline,
             "lsn": format_lsn(fork) if fork is not None else None,
             "node": self.runtime.name,
-            "at": time.time(),
+            "at": at,
             "reason": action.reason,
+            **promotion_fields(self.decision_code, at, no_leader_for, lease_ttl),
         }
         for _ in range(3):
             current = self.store.read_cluster().get(HISTORY)

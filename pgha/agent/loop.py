@@ -20,6 +20,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from pgha.adapters.etcd_store import EtcdStore
+from pgha.adapters.hooks import HookRunner
 from pgha.adapters.pg_process import live_postmaster
 from pgha.adapters.postgres_control import PostgresControl
 from pgha.adapters.postgres_probe import PostgresProbe
@@ -74,12 +75,15 @@ class Agent:
             deadline_file=settings.run_dir / f"{settings.node}.deadline",
             agent_pid=os.getpid(),
         )
+        hooks = HookRunner.from_settings(settings.hooks)
         self.executor = Executor(
             store=self.store,
             control=self.control,
             probe=self.probe,
             runtime=self.runtime,
             dynamic_config_seed=dynamic_config_seed(settings),
+            hooks=hooks,
+            cluster_name=settings.cluster,
         )
         self.cycle = Cycle(
             settings=settings,
@@ -87,9 +91,13 @@ class Agent:
             probe=self.probe,
             executor=self.executor,
             runtime=self.runtime,
+            hooks=hooks,
         )
         self.api = ApiServer(
-            settings.api.listen, lambda: read_report(settings, self.runtime, self.cycle)
+            settings.api.listen,
+            lambda: read_report(settings, self.runtime, self.cycle),
+            tls=settings.api.tls,
+            auth=settings.api.auth,
         )
         self.scheduler = BackgroundScheduler(job_defaults={"misfire_grace_time": None})
         self.stopping = threading.Event()
@@ -189,12 +197,18 @@ class Agent:
             if made.code == "catch_up_for_handoff":
                 # Named by a switchover and a few bytes short: writes are stopped meanwhile.
                 self._wake_in(CATCH_UP_RECHECK_SECONDS)
-            elif made.code in RECHECK_SOON:
+            elif made.code in RECHECK_SOON or self._must_give_key_back():
                 self._wake_in(RECHECK_SOON_SECONDS)
         loop_wait = self.cycle.policy.loop_wait_seconds
         if loop_wait != self.loop_wait:
             self.loop_wait = loop_wait
             self.scheduler.reschedule_job(JOB_ID, trigger=IntervalTrigger(seconds=loop_wait))
+
+    def _must_give_key_back(self) -> bool:
+        """The pre_promote hook failed after taking the key: give it back soon, not a whole
+        loop_wait later, so that another candidate can lead."""
+        claim = self.runtime.claim
+        return claim is not None and claim.term == self.runtime.pre_promote_failed_term
 
     def _ensure_guard(self) -> None:
         alive = self.guard is not None and self.guard.alive()

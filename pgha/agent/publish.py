@@ -27,7 +27,9 @@ def member_record(
     local: LocalPostgres,
     runtime: Runtime,
     decision: Decision,
+    *,
     probed: PostgresState | None = None,
+    now: float = 0.0,
 ) -> dict[str, Any]:
     host, port = split_address(settings.postgres.connect_address)
     if local.run_state is PgRunState.NO_DATA:
@@ -57,6 +59,8 @@ def member_record(
         "sysid": local.system_identifier,
         "term": runtime.claim.term if runtime.claim is not None else None,
         "decision": {"code": decision.code, "reason": decision.reason},
+        "sits_out": runtime.sits_out(now),
+        "request": runtime.last_request,
         **_replication(probed),
     }
 

@@ -32,6 +32,10 @@ class Runtime:
     no_leader_revision: int | None = None
     last_leader_revision: int = 0
     election_backoff_until: float | None = None
+    sit_out_reason: str | None = None
+    pre_promote_failed_term: int | None = None
+    last_request: dict[str, str] | None = None
+    """The last operator request this node consumed and how it ended (member record)."""
     rewind_failed: bool = False
     checkpoint_after_promote: bool = False
     last_in_recovery: bool | None = None
@@ -48,9 +52,14 @@ class Runtime:
             no_leader_since=self.no_leader_since,
             last_leader_revision=self.last_leader_revision,
             election_backoff_until=self.election_backoff_until,
+            sit_out_reason=self.sit_out_reason,
+            pre_promote_failed_term=self.pre_promote_failed_term,
             rewind_failed=self.rewind_failed,
             guard_alive=self.guard_alive,
         )
+
+    def sits_out(self, now: float) -> bool:
+        return self.election_backoff_until is not None and now < self.election_backoff_until
 
     def renewed(self, sent_at: float, claim: LeaderClaim) -> None:
         """A renewal sent at `sent_at` was confirmed: move the deadline and tell the guard."""

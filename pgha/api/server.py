@@ -7,6 +7,10 @@ MAX_CONCURRENT_REQUESTS are served at once (the next ones get an immediate 503),
 connection closes after one answer. A malformed or hostile request gets a 4xx and costs one
 short-lived thread; the server keeps serving.
 
+With `api.tls` it speaks HTTPS only; the handshake runs on the connection's worker thread
+within TLS_HANDSHAKE_SECONDS (tls.py). With `api.auth`, /cluster, /history and /metrics need
+credentials (auth.py); the health checks never do.
+
 Idle, it costs nothing: its thread blocks in accept() until a request or `stop()`, which
 wakes it by connecting to it.
 """
@@ -18,6 +22,7 @@ import io
 import logging
 import socket
 import socketserver
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -26,10 +31,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from pgha.api.auth import ApiAuth, Refusal
 from pgha.api.node_report import NodeReport
 from pgha.api.routes import Answer, error_answer, route
-from pgha.errors import PghaError
-from pgha.settings import split_address
+from pgha.api.tls import accept_tls, client_certificate_verified, server_context
+from pgha.errors import ConfigError, PghaError
+from pgha.settings import ApiAuthSettings, ApiTlsSettings, split_address
 
 log = logging.getLogger("pgha.api")
 
@@ -40,13 +47,17 @@ MAX_DRAINED_BODY_BYTES = 64 * 1024
 REQUEST_SECONDS = 5.0
 """The whole request must arrive within this: a slow client cannot hold a thread longer."""
 RESPONSE_SECONDS = 5.0
+TLS_HANDSHAKE_SECONDS = 5.0
+"""The TLS handshake must finish within this, before the request's own REQUEST_SECONDS."""
+MAX_EMPTY_LINES = 8
+"""Empty lines skipped before a request line (RFC 9112, 2.2); more is a malformed request."""
 MAX_CONCURRENT_REQUESTS = 16
 ALLOWED_METHODS = ("GET", "HEAD")
 _BUSY = "HTTP/1.0 503 Service Unavailable\r\nX-Pgha-Term: {term}\r\nContent-Length: 0\r\n\r\n"
 
 
 class ApiUnavailable(PghaError):
-    """The HTTP API cannot listen where `api.listen` says."""
+    """The HTTP API cannot start: its address, certificate, key or token is unusable."""
 
 
 class _RequestReader:
@@ -102,14 +113,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.requestline, self.request_version, self.command = "", "HTTP/1.0", ""
         try:
             line = self.rfile.readline(MAX_REQUEST_LINE_BYTES + 1)
+            for _ in range(MAX_EMPTY_LINES):
+                if line not in (b"\r\n", b"\n"):
+                    break
+                line = self.rfile.readline(MAX_REQUEST_LINE_BYTES + 1)
             if not line:
                 return
             if len(line) > MAX_REQUEST_LINE_BYTES:
                 limit = MAX_REQUEST_LINE_BYTES
                 self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG, f"request line over {limit} bytes")
                 return
+            if not str(line, "iso-8859-1").split():  # parse_request would close without a word
+                self.send_error(HTTPStatus.BAD_REQUEST, "empty request line")
+                return
             self.raw_requestline = line
-            if self.parse_request():  # answers malformed requests itself (400, 431, 505)
+            if self.parse_request():  # answers malformed requests itself (400, 431)
                 self._serve()
         except TimeoutError:
             log.debug("HTTP API: %s sent no complete request in time", self.client_address[0])
@@ -130,7 +148,19 @@ class _Handler(BaseHTTPRequestHandler):
         if body:
             self.send_error(HTTPStatus.BAD_REQUEST, f"a {self.command} request carries no body")
             return
-        target = urlsplit(self.path)
+        try:
+            target = urlsplit(self.path)
+        except ValueError:  # e.g. an absolute URL with a broken [IPv6] host
+            self.send_error(HTTPStatus.BAD_REQUEST, "the request target is not a valid URL")
+            return
+        refusal = self.server.auth.refusal(
+            target.path,
+            self.headers.get_all("Authorization") or [],
+            client_certificate_verified(self.connection),
+        )
+        if refusal is not None:
+            self._refuse(refusal)
+            return
         term: int | None = None
         try:
             report = self.server.read_report()
@@ -140,6 +170,13 @@ class _Handler(BaseHTTPRequestHandler):
             answer = error_answer(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error; see the log")
         self._send(answer, term)
 
+    def _refuse(self, refusal: Refusal) -> None:
+        # One line per refusal, for whoever watches for probing; never the credential itself.
+        client = self.client_address[0]
+        log.warning("HTTP API: refused %s from %s: %s", self.command, client, refusal.reason)
+        extra = {"WWW-Authenticate": refusal.challenge} if refusal.challenge else None
+        self._send(error_answer(refusal.status, refusal.reason), None, extra)
+
     def _drop_body(self) -> int | None:
         """Read and drop a small body; its length (0 without one), None if it is too large,
         chunked or its length unreadable."""
@@ -148,12 +185,20 @@ class _Handler(BaseHTTPRequestHandler):
         length = self.headers.get("Content-Length")
         if length is None:
             return 0
-        if not length.strip().isdigit() or int(length) > MAX_DRAINED_BODY_BYTES:
+        length = length.strip()
+        # ASCII digits only: str.isdigit() also accepts '²', which int() refuses.
+        if not (length.isascii() and length.isdigit()) or len(length) > 9:
+            return None
+        if int(length) > MAX_DRAINED_BODY_BYTES:
             return None
         return len(self.rfile.read(int(length)))
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        self._send(error_answer(code, message or HTTPStatus(code).phrase), None)
+        message = message or HTTPStatus(code).phrase
+        if code == HTTPStatus.HTTP_VERSION_NOT_SUPPORTED:
+            # The client's mistake, and a 5xx would read as this server failing: 400.
+            code, message = HTTPStatus.BAD_REQUEST, f"{message}: this API speaks HTTP/1.x"
+        self._send(error_answer(code, message), None)
 
     def _send(self, answer: Answer, term: int | None, extra: dict[str, str] | None = None) -> None:
         if term is None:
@@ -183,10 +228,18 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 64
 
-    def __init__(self, address: tuple[str, int], read_report: Callable[[], NodeReport]) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        read_report: Callable[[], NodeReport],
+        tls: ssl.SSLContext | None = None,
+        auth: ApiAuth | None = None,
+    ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.read_report = read_report
+        self.tls = tls
+        self.auth = auth or ApiAuth()
         self.slots = threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS)
         super().__init__(address, _Handler)
 
@@ -204,7 +257,8 @@ class _Server(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self.slots.acquire(blocking=False):
-            _refuse_busy(request, self.current_term())
+            if self.tls is None:  # a TLS client could not read a plain answer: just close
+                _refuse_busy(request, self.current_term())
             self.shutdown_request(request)
             return
         try:
@@ -219,6 +273,20 @@ class _Server(ThreadingHTTPServer):
         finally:
             self.slots.release()
 
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """On the worker thread: the TLS handshake first, when the API speaks TLS."""
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        client = str(client_address[0])
+        secured = accept_tls(request, self.tls, client, TLS_HANDSHAKE_SECONDS)
+        if secured is None:
+            return
+        try:
+            super().finish_request(secured, client_address)
+        finally:
+            self.shutdown_request(secured)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("HTTP API: error serving %s", client_address, exc_info=True)
 
@@ -232,11 +300,21 @@ def _refuse_busy(request: socket.socket, term: int) -> None:
 
 
 class ApiServer:
-    """The agent's HTTP API on `listen` (host:port), answering from `read_report()`."""
+    """The agent's HTTP API on `listen` (host:port), answering from `read_report()`; over
+    HTTPS with `tls`, and asking for the credentials `auth` names on the protected paths."""
 
-    def __init__(self, listen: str, read_report: Callable[[], NodeReport]) -> None:
+    def __init__(
+        self,
+        listen: str,
+        read_report: Callable[[], NodeReport],
+        *,
+        tls: ApiTlsSettings | None = None,
+        auth: ApiAuthSettings | None = None,
+    ) -> None:
         self.listen = listen
         self.read_report = read_report
+        self.tls = tls or ApiTlsSettings()
+        self.auth = auth or ApiAuthSettings()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -247,10 +325,15 @@ class ApiServer:
         return self._server.server_port
 
     def start(self) -> None:
-        """Bind and serve; raises ApiUnavailable when the address cannot be listened on."""
+        """Bind and serve; raises ApiUnavailable when the address cannot be listened on or the
+        certificate, key or token cannot be used."""
         host, port = split_address(self.listen)
         try:
-            self._server = _Server((host, port), self.read_report)
+            context, auth = server_context(self.tls), ApiAuth.load(self.auth)
+        except ConfigError as exc:
+            raise ApiUnavailable(f"the HTTP API cannot start: {'; '.join(exc.problems)}") from None
+        try:
+            self._server = _Server((host, port), self.read_report, context, auth)
         except OSError as exc:
             raise ApiUnavailable(
                 f"the HTTP API cannot listen on {self.listen} ({exc.strerror or exc}); "
@@ -258,7 +341,15 @@ class ApiServer:
             ) from None
         self._thread = threading.Thread(target=self._serve, name="pgha-api", daemon=True)
         self._thread.start()
-        log.info("HTTP API listening on %s", self.listen)
+        log.info("HTTP API listening on %s", self._describe(context, auth))
+
+    def _describe(self, context: ssl.SSLContext | None, auth: ApiAuth) -> str:
+        if context is None:
+            where = f"http://{self.listen}"
+        else:
+            where = f"https://{self.listen} (client certificates: {self.tls.verify_client})"
+        protected = "need credentials" if auth.required else "are open (no api.auth)"
+        return f"{where}; /cluster, /history and /metrics {protected}"
 
     def _serve(self) -> None:
         server = self._server

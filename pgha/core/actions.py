@@ -58,6 +58,9 @@ class ReleaseLeader(Action):
     after_clean_stop: bool = False
     """Take `final_lsn` from the shutdown checkpoint of the stop just before (switchover);
     refuse to release if Postgres did not shut down cleanly."""
+    never_promoted: bool = False
+    """The key was taken but Postgres never left recovery in this term (a failed
+    pre_promote hook): a running read-only replica is as safe as a stopped server."""
 
     def describe(self) -> str:
         target = f" to {self.to_node}" if self.to_node else ""
@@ -165,6 +168,28 @@ class Clone(Action):
 
     def describe(self) -> str:
         return f"Clone(from {self.source})"
+
+
+@dataclass(frozen=True)
+class RunPrePromoteHook(Action):
+    """Run `hooks.pre_promote` (after taking the key, before promoting: STONITH-style
+    fencing of the old primary). A non-zero exit or a timeout fails the plan, so Promote
+    never runs; the next decision gives the key back (traps 15)."""
+
+
+@dataclass(frozen=True)
+class ConsumeRequest(Action):
+    """Delete this member's operator request, compared on its revision, before acting on
+    it: a request runs at most once, even if the agent dies half-way."""
+
+    request_id: str
+    action: str
+    refused: str | None = None
+    """Why the request is refused (consumed and answered, nothing else done)."""
+
+    def describe(self) -> str:
+        verdict = f", refused: {self.refused}" if self.refused else ""
+        return f"ConsumeRequest({self.action} {self.request_id}{verdict})"
 
 
 @dataclass(frozen=True)

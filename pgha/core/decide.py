@@ -17,6 +17,7 @@ from pgha.core.rules_bootstrap import (
 )
 from pgha.core.rules_follower import elect_leader, follow
 from pgha.core.rules_leader import lead
+from pgha.core.rules_requests import serve_request
 from pgha.core.rules_safety import (
     fence_past_deadline,
     forget_lost_key,
@@ -33,6 +34,7 @@ RULES: tuple[Rule, ...] = (
     step_down_after_losing_key,
     forget_lost_key,
     ride_out_store_outage,
+    serve_request,
     paused,
     refuse_unparsable_initialize,
     refuse_foreign_data,

@@ -138,7 +138,9 @@ def _self_as_candidate(obs: Observation, policy: Policy) -> Candidate | str:
     if policy.tags.nofailover:
         return "this node is tagged nofailover"
     if node.election_backoff_until is not None and obs.now < node.election_backoff_until:
-        return "this node sits out the election after a failed promotion attempt"
+        left = node.election_backoff_until - obs.now
+        why = node.sit_out_reason or "a failed promotion attempt"
+        return f"sitting out the election for {left:.0f} s more after {why}"
     if not node.guard_alive:
         return "no live guard process to fence this node's Postgres: not taking the key"
     if local.run_state is not PgRunState.RUNNING or not local.in_recovery:
@@ -176,7 +178,9 @@ def _lag_bytes(cluster: ClusterView, position: Lsn) -> int | None:
 
 def peer_is_eligible(member: MemberInfo, cluster: ClusterView, policy: Policy) -> bool:
     """A running replica on the latest timeline within the lag limit, not nofailover."""
-    if member.tags.nofailover or not member.running or not member.in_recovery:
+    if member.tags.nofailover or member.sits_out:
+        return False
+    if not member.running or not member.in_recovery:
         return False
     if member.position is None or member.timeline is None:
         return False

@@ -96,6 +96,8 @@ class MemberInfo:
     sees a leader. Positions tagged so are fresh for an election (traps 9)."""
     checkpoint_after_promote: bool = False
     system_identifier: str | None = None
+    sits_out: bool = False
+    """The member sits out elections for now (its pre_promote hook failed): not a rival."""
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,18 @@ class ForcedFailover:
 
 
 @dataclass(frozen=True)
+class MemberRequest:
+    """`pgha restart NAME` / `pgha reinit NAME`: one action asked of one member's agent,
+    which consumes the request (compare-and-delete) before acting, so it runs at most once."""
+
+    id: str
+    action: str
+    """"restart" or "reinit"; anything else is refused (and consumed) with a reason."""
+    by: str = ""
+    mod_revision: int = 0
+
+
+@dataclass(frozen=True)
 class TimelineSwitch:
     """From `history`: timeline `timeline` began at `lsn` (the fork point of the one before)."""
 
@@ -188,6 +202,8 @@ class ClusterView:
     paused: bool = False
     switchover: SwitchoverRequest | None = None
     failover: ForcedFailover | None = None
+    requests: Mapping[str, MemberRequest] = field(default_factory=dict)
+    """Operator requests by member name (`requests/<member>`)."""
 
     @property
     def latest_timeline(self) -> int:
@@ -217,6 +233,11 @@ class NodeMemory:
     last_leader_revision: int = 0
     """The newest snapshot revision at which this node saw a leader key."""
     election_backoff_until: float | None = None
+    """Until then this node sits out elections (its pre_promote hook failed, traps 15)."""
+    sit_out_reason: str | None = None
+    pre_promote_failed_term: int | None = None
+    """The term in which this node took the key but its pre_promote hook failed: it must
+    give that key up, never promote in it."""
     rewind_failed: bool = False
     guard_alive: bool = True
 

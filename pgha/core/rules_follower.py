@@ -15,6 +15,7 @@ from pgha.core.actions import (
     FollowLeader,
     Promote,
     Rewind,
+    RunPrePromoteHook,
     StartPostgres,
     StopPostgres,
 )
@@ -103,7 +104,7 @@ def _rewind_or_clone(
         return decision(
             "rewind_failed",
             f"{why}; pg_rewind failed and remove_data_directory_on_rewind_failure is off: "
-            "an operator must reinitialize this node (`pgha reinit`)",
+            f"an operator must re-clone this node with `pgha reinit {obs.node.name}`",
             *stop,
         )
     if leader is None or not leader.checkpoint_after_promote:
@@ -140,6 +141,7 @@ def elect_leader(obs: Observation, policy: Policy) -> Decision | None:
         verdict.code,
         verdict.reason,
         AcquireLeader(),
+        RunPrePromoteHook(),
         Promote(),
         AppendHistory(verdict.reason),
     )

@@ -12,6 +12,7 @@ from pgha.core.actions import (
     Promote,
     ReleaseLeader,
     RenewLeader,
+    RunPrePromoteHook,
     StartPostgres,
     StopPostgres,
 )
@@ -25,6 +26,13 @@ def lead(obs: Observation, policy: Policy) -> Decision | None:
         return None
     term = obs.node.claimed_term
     state = obs.local.run_state
+    if obs.node.pre_promote_failed_term == term and not obs.local.writable:
+        return decision(
+            "give_up_key_after_failed_pre_promote",
+            f"{obs.node.sit_out_reason or 'the pre_promote hook failed'}: not promoting; "
+            f"giving the key (term {term}) back and sitting out the election for one ttl",
+            ReleaseLeader(never_promoted=True),
+        )
     if state is PgRunState.RUNNING and not obs.local.in_recovery:
         if obs.cluster is not None and obs.cluster.failover is not None:
             return decision(
@@ -41,6 +49,7 @@ def lead(obs: Observation, policy: Policy) -> Decision | None:
             "promote_held_key",
             f"holds the leader key (term {term}) while Postgres is read-only: promoting",
             RenewLeader(),
+            RunPrePromoteHook(),
             Promote(),
             AppendHistory(f"{obs.node.name} promoted in term {term}"),
         )

@@ -3,10 +3,9 @@ whatever a client sends."""
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -15,46 +14,7 @@ from pgha.api.node_report import NodeReport
 from pgha.api.server import ApiServer, ApiUnavailable
 from tests.fixtures.postgres import free_port, wait_until
 from tests.unit.api.reports import TERM, report
-
-
-@pytest.fixture
-def serving() -> Iterator[Callable[[Callable[[], NodeReport]], int]]:
-    started: list[ApiServer] = []
-
-    def start(source: Callable[[], NodeReport] = lambda: report("primary")) -> int:
-        api = ApiServer(f"127.0.0.1:{free_port()}", source)
-        api.start()
-        started.append(api)
-        return api.port
-
-    yield start
-    for api in started:
-        api.stop()
-
-
-def exchange(port: int, request: bytes, timeout: float = 30) -> bytes:
-    """Send `request` and read until the server closes the connection."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
-        with contextlib.suppress(OSError):  # it may answer and close before reading it all
-            connection.sendall(request)
-        chunks = []
-        while True:
-            try:
-                chunk = connection.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def status_of(answer: bytes) -> int:
-    return int(answer.split(b" ", 2)[1])
-
-
-def get(port: int, path: str, method: str = "GET", extra: bytes = b"") -> bytes:
-    return exchange(port, f"{method} {path} HTTP/1.1\r\nHost: x\r\n".encode() + extra + b"\r\n")
+from tests.unit.api.wire import exchange, get, status_of
 
 
 def test_get_and_head_answer_with_the_term(serving: Callable[..., int]) -> None:
@@ -89,7 +49,7 @@ def test_malformed_and_oversized_requests_get_4xx_and_the_server_keeps_serving(
     many_headers = b"".join(b"X-%d: y\r\n" % i for i in range(3000))
     cases = {
         b"\x00\x01\x02 garbage\r\n\r\n": 400,
-        b"GET /primary HTTP/9.9\r\n\r\n": 505,
+        b"GET /primary HTTP/9.9\r\n\r\n": 400,  # a client's mistake: never a 5xx
         b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\n\r\n": 414,
         b"GET /primary HTTP/1.1\r\n" + huge_header + b"\r\n": 431,
         b"GET /primary HTTP/1.1\r\n" + many_headers + b"\r\n": 431,
@@ -99,6 +59,12 @@ def test_malformed_and_oversized_requests_get_4xx_and_the_server_keeps_serving(
         b"GET /primary HTTP/1.1\r\nContent-Length: -5\r\n\r\n": 413,
         b"GET /primary?lag=%ZZ HTTP/1.1\r\n\r\n": 400,
         b"GET /cluster?\xff\xfe=1 HTTP/1.1\r\n\r\n": 400,
+        "GET /primary HTTP/1.1\r\nContent-Length: ²\r\n\r\n".encode("latin-1"): 413,
+        b"GET /primary HTTP/1.1\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n": 413,
+        b"GET http://[/cluster HTTP/1.1\r\n\r\n": 400,
+        b" \xa0\r\n\r\n": 400,
+        b"\r\n\r\nGET /primary HTTP/1.1\r\n\r\n": 200,  # empty lines first are allowed
+        b"\r\n" * 20 + b"GET /primary HTTP/1.1\r\n\r\n": 400,  # but not without end
     }
     for request, expected in cases.items():
         answer = exchange(port, request)

@@ -17,10 +17,12 @@ from pgha.core.actions import (
     AcquireLeader,
     Action,
     ClaimInitialize,
+    ConsumeRequest,
     ForgetLeadership,
     Promote,
     RebindLeader,
     ReleaseLeader,
+    RenewLeader,
     StartPostgres,
     StopPostgres,
 )
@@ -33,6 +35,7 @@ from pgha.core.model import (
     LeaderInfo,
     LocalPostgres,
     MemberInfo,
+    MemberRequest,
     NodeMemory,
     Observation,
     PgRunState,
@@ -69,6 +72,17 @@ members = st.builds(
     tags=st.builds(Tags, nofailover=st.booleans(), failover_priority=st.integers(0, 2)),
     no_leader_revision=st.none() | st.integers(0, 200),
     checkpoint_after_promote=st.booleans(),
+    sits_out=st.booleans(),
+)
+requests = st.dictionaries(
+    st.sampled_from(NAMES),
+    st.builds(
+        MemberRequest,
+        id=st.sampled_from(["r1", "r2"]),
+        action=st.sampled_from(["restart", "reinit", "bogus"]),
+        mod_revision=st.integers(1, 300),
+    ),
+    max_size=2,
 )
 leaders = st.builds(
     LeaderInfo,
@@ -98,6 +112,7 @@ clusters = st.builds(
         final_lsn=lsns,
     ),
     paused=st.booleans(),
+    requests=requests,
 )
 memories = st.builds(
     NodeMemory,
@@ -110,6 +125,8 @@ memories = st.builds(
     no_leader_since=st.none() | st.floats(0, 200),
     last_leader_revision=st.integers(0, 200),
     election_backoff_until=st.none() | st.floats(0, 200),
+    sit_out_reason=st.none() | st.just("its pre_promote hook `x` exited 1"),
+    pre_promote_failed_term=st.none() | st.integers(1, 100),
     rewind_failed=st.booleans(),
     guard_alive=st.booleans(),
 )
@@ -199,7 +216,32 @@ def test_the_key_is_released_only_after_a_confirmed_stop(obs: Observation, polic
         if isinstance(action, StopPostgres):
             stopped = True
         if isinstance(action, ReleaseLeader):
-            assert stopped
+            # A key taken whose promotion never ran may go back from a read-only replica.
+            assert stopped or (action.never_promoted and not obs.local.writable)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(observations, policies)
+def test_a_leader_plan_renews_before_anything_slow(obs: Observation, policy: Policy) -> None:
+    """A key holder's plan starts with its renewal, unless it stops writing or lets go."""
+    made = decide(obs, policy)
+    if not obs.holds_key or not made.actions:
+        return
+    first = made.actions[0]
+    assert isinstance(first, (RenewLeader, StopPostgres, ReleaseLeader, ForgetLeadership)), (
+        made.describe()
+    )
+
+
+@settings(max_examples=3000, deadline=None)
+@given(observations, policies)
+def test_an_operator_request_is_consumed_before_it_is_acted_on(
+    obs: Observation, policy: Policy
+) -> None:
+    actions = decide(obs, policy).actions
+    kinds = [type(action) for action in actions]
+    if ConsumeRequest in kinds:
+        assert all(kind is RenewLeader for kind in kinds[: kinds.index(ConsumeRequest)])
 
 
 replica_members = st.builds(

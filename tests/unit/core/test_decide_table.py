@@ -25,6 +25,7 @@ from pgha.core.actions import (
     ReleaseLeader,
     RenewLeader,
     Rewind,
+    RunPrePromoteHook,
     StartPostgres,
     StopPostgres,
 )
@@ -231,7 +232,7 @@ CASES: list[Case] = [
         "read-only while holding the key: promote",
         held(replica()),
         "promote_held_key",
-        (RenewLeader(), Promote(), AppendHistory),
+        (RenewLeader(), RunPrePromoteHook(), Promote(), AppendHistory),
     ),
     (
         "crashed primary restarts in place",
@@ -321,7 +322,7 @@ CASES: list[Case] = [
         "best candidate takes over",
         observe(replica(upstream=None), leaderless()),
         "take_over_expired_leader",
-        (AcquireLeader(), Promote(), AppendHistory),
+        (AcquireLeader(), RunPrePromoteHook(), Promote(), AppendHistory),
     ),
     (
         "a candidate ahead wins",
@@ -380,7 +381,7 @@ CASES: list[Case] = [
         "handoff to me, replayed past it: take over",
         observe(replica(upstream=None), leaderless(handoff=Handoff("pg2", "pg1", 50, 99 * MiB))),
         "take_over_after_handoff",
-        (AcquireLeader(), Promote(), AppendHistory),
+        (AcquireLeader(), RunPrePromoteHook(), Promote(), AppendHistory),
     ),
     (
         "handoff to me, not yet past the final LSN",
@@ -414,7 +415,14 @@ def test_decision_table(
     assert made.reason
 
 
-DISPATCHERS = ("lead", "follow", "elect_leader", "ride_out_store_outage", "serve_switchover")
+DISPATCHERS = (
+    "lead",
+    "follow",
+    "elect_leader",
+    "ride_out_store_outage",
+    "serve_switchover",
+    "serve_request",
+)
 
 
 def test_every_rule_is_exercised_by_the_table() -> None:

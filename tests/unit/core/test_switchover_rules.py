@@ -16,6 +16,7 @@ from pgha.core.actions import (
     Promote,
     ReleaseLeader,
     RenewLeader,
+    RunPrePromoteHook,
     StopPostgres,
     UpdateSwitchover,
 )
@@ -182,7 +183,12 @@ def handed_to(name: str, final_lsn: int) -> Observation:
 def test_the_named_candidate_takes_over_at_once_once_past_the_final_lsn() -> None:
     made = decide(handed_to("pg1", 100 * MiB - 200), POLICY)
     assert made.code == "take_over_after_handoff", made.describe()
-    assert [type(action) for action in made.actions] == [AcquireLeader, Promote, AppendHistory]
+    assert [type(action) for action in made.actions] == [
+        AcquireLeader,
+        RunPrePromoteHook,
+        Promote,
+        AppendHistory,
+    ]
 
 
 def test_the_named_candidate_short_of_the_final_lsn_looks_again_soon() -> None:
@@ -211,7 +217,12 @@ def forced(to_node: str, allow_data_loss: bool = False, **local: Any) -> Observa
 def test_a_forced_failover_names_the_only_node_that_may_take_the_key() -> None:
     made = decide(forced("pg1"), POLICY)
     assert made.code == "take_over_on_request", made.describe()
-    assert [type(action) for action in made.actions] == [AcquireLeader, Promote, AppendHistory]
+    assert [type(action) for action in made.actions] == [
+        AcquireLeader,
+        RunPrePromoteHook,
+        Promote,
+        AppendHistory,
+    ]
     waiting = decide(forced("pg3"), POLICY)
     assert waiting.code == "wait_for_forced_failover"
     assert waiting.actions == ()
