@@ -80,6 +80,19 @@ def _switchover(cluster: Cluster, old: AgentNode) -> None:
         raise RuntimeError(f"the switchover failed:\n{done.stdout}{done.stderr}")
 
 
+def _synchronous_on(cluster: Cluster, leader: AgentNode) -> None:
+    """synchronous_mode on, and wait until the leader names a sync standby."""
+    done = pgha(cluster, "config", "set", "synchronous_mode=on")
+    if done.returncode != 0:
+        raise RuntimeError(f"could not turn synchronous mode on:\n{done.stderr}")
+
+    def named() -> bool | None:
+        record = cluster.etcd_get("sync") or {}
+        return (record.get("leader") == leader.name and bool(record.get("standbys"))) or None
+
+    cluster.wait_until(named, what="the leader names a sync standby", timeout=60)
+
+
 @dataclass(frozen=True)
 class Fault:
     name: str
@@ -87,6 +100,8 @@ class Fault:
     inject: Inject
     recover: Recover | None = None
     netns: bool = False
+    prepare: Recover | None = None
+    """Run on the healthy cluster before the writes start (e.g. synchronous mode on)."""
 
 
 FAULTS = {
@@ -98,6 +113,12 @@ FAULTS = {
         Fault("etcd-cut", "primary cut off from etcd", _etcd_cut, Cluster.heal, netns=True),
         Fault("clean-stop", "clean stop (SIGTERM)", _clean_stop),
         Fault("switchover", "planned switchover (pgha switchover)", _switchover),
+        Fault(
+            "sync-host-crash",
+            "host crash, synchronous_mode on",
+            _host_crash,
+            prepare=_synchronous_on,
+        ),
     )
 }
 
@@ -127,6 +148,8 @@ def two_writable_seconds(monitor: Monitor) -> float:
 def run_once(cluster: Cluster, fault: Fault, profile: Profile) -> RunResult:
     patience = 3 * profile.ttl + 60
     old = cluster.wait_healthy(timeout=patience + 60)
+    if fault.prepare is not None:
+        fault.prepare(cluster, old)
     with traffic(cluster, old) as running:
         running.wait_for_writes(20)
         fault_at = time.monotonic()

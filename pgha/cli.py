@@ -27,6 +27,7 @@ from pgha.cli_requests import register_request_commands
 from pgha.demo import Demo
 from pgha.errors import ConfigError, PghaError
 from pgha.settings import Settings, load_settings, masked, unreadable_files
+from pgha.tls_files import ca_warnings, certificate_problems
 
 app = typer.Typer(
     name="pgha",
@@ -55,10 +56,11 @@ def config_check(config: ConfigOption = Path("/etc/pgha/pgha.yml")) -> None:
     """Load and validate a configuration file; print the effective settings, secrets masked.
 
     Exits 0 when the file is usable, 1 with one line per problem otherwise (including
-    password and certificate files this user cannot read).
+    password and certificate files this user cannot read, CA files that hold no certificate,
+    and certificates that do not match their key).
     """
     settings = _load_or_exit(config)
-    problems = unreadable_files(settings)
+    problems = unreadable_files(settings) + certificate_problems(settings)
     for problem in problems:
         typer.echo(f"{config}: {problem}", err=True)
     if problems:
@@ -81,6 +83,7 @@ def configuration_warnings(settings: Settings) -> list[str]:
                 "anywhere; restrict it to the network of the cluster"
             )
     warnings.extend(exposure_warnings(settings.api))
+    warnings.extend(ca_warnings(settings))
     return warnings
 
 

@@ -20,9 +20,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import click
 import yaml
 
+from pgha.adapters.editor import EditorFailed, open_in_editor
 from pgha.adapters.store import CONFIG
 from pgha.cli_ops import config_of
 from pgha.cli_status import read_snapshot
@@ -43,10 +43,6 @@ class EditRefused(ValueError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("; ".join(problems))
-
-
-class EditorFailed(PghaError):
-    """The editor could not be started or exited with an error."""
 
 
 # --- pure: the document and its validation -------------------------------------------------
@@ -144,11 +140,7 @@ def choose_editor(environ: Mapping[str, str]) -> str:
 
 def run_editor(path: Path) -> None:
     """Open `path` in the operator's editor (a command line, as git reads $EDITOR)."""
-    editor = choose_editor(os.environ)
-    try:
-        click.edit(filename=str(path), editor=editor)
-    except click.ClickException as exc:
-        raise EditorFailed(exc.format_message()) from None
+    open_in_editor(choose_editor(os.environ), path)
 
 
 def edit_config(

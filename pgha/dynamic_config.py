@@ -8,6 +8,7 @@ the cluster unsafe; the agents also refuse an unsafe one they find (keeping the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -16,7 +17,7 @@ from pgha.settings import check_timers
 
 def _seconds(text: str) -> float:
     value = float(text)
-    if value <= 0:
+    if not math.isfinite(value) or value <= 0:  # float() reads "nan" and "inf" too
         raise ValueError("must be a positive number of seconds")
     return value
 
@@ -25,6 +26,23 @@ def _bytes(text: str) -> int:
     value = int(text)
     if value < 0:
         raise ValueError("must be a number of bytes, 0 or more")
+    return value
+
+
+SYNCHRONOUS_MODES = ("off", "on", "strict")
+
+
+def _synchronous_mode(text: str) -> str:
+    lowered = text.strip().lower()
+    if lowered not in SYNCHRONOUS_MODES:
+        raise ValueError("must be off, on or strict")
+    return lowered
+
+
+def _node_count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be 1 or more")
     return value
 
 
@@ -49,6 +67,11 @@ KEYS: Mapping[str, tuple[Callable[[str], Any], str]] = {
         "re-clone (moving the old data aside) when pg_rewind fails",
     ),
     "paused": (_boolean, "maintenance mode: the agents change nothing"),
+    "synchronous_mode": (
+        _synchronous_mode,
+        "off; on: commits wait for a sync standby, async when none is left; strict: they block",
+    ),
+    "synchronous_node_count": (_node_count, "how many sync standbys commits wait for"),
 }
 TIMERS = ("ttl", "loop_wait", "retry_timeout", "safety_margin")
 

@@ -9,6 +9,7 @@ copy in etcd is the one the agents follow.
 
 from __future__ import annotations
 
+import math
 import shlex
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -208,6 +209,11 @@ class ApiSettings(_Section):
     tls: ApiTlsSettings = ApiTlsSettings()
     auth: ApiAuthSettings = ApiAuthSettings()
 
+    @property
+    def url(self) -> str:
+        """The API's base URL as peers and operators should call it: https once TLS is on."""
+        return f"{'https' if self.tls.enabled else 'http'}://{self.listen}"
+
     @model_validator(mode="after")
     def _client_cert_needs_verification(self) -> Self:
         if self.auth.client_cert and self.tls.verify_client == "none":
@@ -256,6 +262,7 @@ class HookSettings(_Section):
 class TagSettings(_Section):
     nofailover: bool = False
     failover_priority: int = 0
+    nosync: bool = Field(default=False, description="never a synchronous standby")
 
 
 class Settings(BaseSettings):
@@ -318,6 +325,10 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
 
 
+MAX_TIMER_SECONDS = 86400
+"""A day: a ttl or loop_wait beyond that is a typo, and etcd refuses leases past its limit."""
+
+
 def check_timers(ttl: float, loop_wait: float, retry_timeout: float, safety_margin: float) -> None:
     """Raise ValueError unless a leader can always fence itself before its lease expires.
 
@@ -325,6 +336,13 @@ def check_timers(ttl: float, loop_wait: float, retry_timeout: float, safety_marg
     (retry_timeout) is known to have succeeded at t0 + loop_wait + 2 * retry_timeout; the
     margin must still fit before ttl, and cover two polls of the guard plus a second to stop.
     """
+    named = (("ttl", ttl), ("loop_wait", loop_wait), ("retry_timeout", retry_timeout))
+    for name, seconds in (*named, ("safety_margin", safety_margin)):
+        # NaN and infinity pass every comparison below one way or the other.
+        if not math.isfinite(seconds) or not 0 < seconds <= MAX_TIMER_SECONDS:
+            raise ValueError(
+                f"{name} must be more than 0 and at most {MAX_TIMER_SECONDS} s, got {seconds!r}"
+            )
     need = loop_wait + 2 * retry_timeout + safety_margin
     if need > ttl:
         raise ValueError(

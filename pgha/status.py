@@ -17,7 +17,16 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from pgha.adapters.store import CONFIG, ENDPOINT, STATUS, SWITCHOVER, ClusterSnapshot, Record, Value
+from pgha.adapters.store import (
+    CONFIG,
+    ENDPOINT,
+    STATUS,
+    SWITCHOVER,
+    SYNC,
+    ClusterSnapshot,
+    Record,
+    Value,
+)
 from pgha.core.model import parse_lsn
 
 
@@ -42,6 +51,7 @@ def cluster_document(cluster: str, snapshot: ClusterSnapshot) -> dict[str, Any]:
         "paused": cluster_paused(snapshot),
         "members": members,
         "switchover": _data(snapshot.get(SWITCHOVER)),
+        "synchronous": synchronous_state(snapshot),
         "endpoint": _data(snapshot.get(ENDPOINT)),
         "problems": problems,
         "revision": snapshot.revision,
@@ -143,6 +153,23 @@ def cluster_paused(snapshot: ClusterSnapshot) -> bool:
     return isinstance(data, dict) and data.get("paused") is True
 
 
+def synchronous_state(snapshot: ClusterSnapshot) -> dict[str, Any]:
+    """{mode, standbys, degraded}: whom commits wait for, and whether `on` mode runs
+    without any sync standby (no automatic failover then: only the leader has everything)."""
+    config = _data(snapshot.get(CONFIG))
+    mode = config.get("synchronous_mode", "off") if isinstance(config, dict) else "off"
+    value = snapshot.get(SYNC)
+    record = _data(value)
+    standbys = record.get("standbys") if isinstance(record, dict) else None
+    if not isinstance(standbys, list):
+        standbys = None
+    state: dict[str, Any] = {"mode": mode, "standbys": standbys}
+    state["degraded"] = mode == "on" and not standbys
+    if value is not None and standbys is None:
+        state["problem"] = "the sync key is unreadable: no automatic promotion"
+    return state
+
+
 def _data(value: Value | None) -> Any:
     return value.data if isinstance(value, Record) else None
 
@@ -213,6 +240,11 @@ def _summary(document: Mapping[str, Any]) -> str:
     cluster, leader, term = document["cluster"], document["leader"], document["term"]
     parts = [f"leader {leader}, term {term}" if leader else f"no leader (last term {term})"]
     parts.append("PAUSED (maintenance mode)" if document["paused"] else "not paused")
+    sync = document.get("synchronous") or {}
+    if sync.get("mode", "off") != "off":
+        waited = ", ".join(sync.get("standbys") or []) or "no standby"
+        degraded = " DEGRADED to asynchronous" if sync.get("degraded") else ""
+        parts.append(f"synchronous_mode {sync['mode']} ({waited}){degraded}")
     switchover = document.get("switchover")
     if switchover is None:
         parts.append("no switchover pending")

@@ -49,14 +49,26 @@ class TokenRejectedError(Exception):
 
 
 def classify_transport_error(
-    exc: requests.RequestException, connect: float, read: float, ca_cert: Path | None
+    exc: requests.RequestException,
+    connect: float,
+    read: float,
+    ca_cert: Path | None,
+    *,
+    client_cert: bool = True,
 ) -> Exception:
     """Split requests' exceptions into 'never sent' and 'sent, no answer'."""
     if isinstance(exc, requests.exceptions.SSLError):
         ca = f"the CA in {ca_cert}" if ca_cert is not None else "the system CAs"
+        # etcd with --client-cert-auth just drops a client that has none: an EOF, no reason.
+        pair = (
+            "that the client certificate and key are right"
+            if client_cert
+            else "whether etcd requires a client certificate (--client-cert-auth): if so, "
+            "set etcd.cert and etcd.key"
+        )
         return NotAppliedError(
             f"TLS handshake failed ({innermost(exc)}); check that {ca} signed etcd's "
-            "certificate and that the client certificate and key (if any) are right"
+            f"certificate and {pair}"
         )
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return NotAppliedError(f"no connection within {connect:.2g} s")

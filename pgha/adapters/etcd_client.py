@@ -256,7 +256,9 @@ class EtcdTransport:
         try:
             response = self._session.post(url, json=body, headers=headers, timeout=(connect, read))
         except requests.RequestException as exc:
-            raise classify_transport_error(exc, connect, read, self._ca_cert) from None
+            raise classify_transport_error(
+                exc, connect, read, self._ca_cert, client_cert=self._cert is not None
+            ) from None
         return decode_answer(response, expects_auth=self.username is not None)
 
     def _auth_headers(self, deadline: float, what: str) -> dict[str, str]:

@@ -177,6 +177,37 @@ class PostgresControl(PostgresNode):
             what="reload the configuration",
         )
 
+    def set_synchronous_standby_names(
+        self, value: str, *, timeout_seconds: float = 10.0
+    ) -> int | None:
+        """Write pgha-sync.conf, reload, and wait until the server uses `value`. Returns the
+        primary's flush LSN taken after that (None on a standby): a standby added now has
+        every commit acknowledged before it once it has flushed that far (traps 5a)."""
+        files.write_private_file(
+            self.paths.sync_conf, files.render_sync_conf(value), self.tools.run_as
+        )
+
+        def reload_and_wait(connection: Connection) -> int | None:
+            connection.execute("SELECT pg_reload_conf()")
+            deadline = time.monotonic() + timeout_seconds / 2
+            while _one(connection, "SELECT current_setting('synchronous_standby_names')") != value:
+                if time.monotonic() > deadline:
+                    raise PostgresError(
+                        "synchronous_standby_names did not take the value pgha wrote: is it "
+                        "set with ALTER SYSTEM (postgresql.auto.conf)? Remove it there"
+                    )
+                time.sleep(0.05)
+            flush = _one(
+                connection,
+                "SELECT CASE WHEN pg_is_in_recovery() THEN NULL "
+                "ELSE pg_current_wal_flush_lsn()::text END",
+            )
+            return parse_lsn(flush) if flush is not None else None
+
+        return self.session.run(
+            reload_and_wait, timeout_seconds=timeout_seconds, what="set synchronous_standby_names"
+        )
+
     # ---- users --------------------------------------------------------------------------
 
     def ensure_users(self) -> None:

@@ -35,6 +35,9 @@ from pgha.errors import PostgresError
 from pgha.settings import PostgresSettings, split_address
 
 PGHA_CONF = "pgha.conf"
+SYNC_CONF = "pgha-sync.conf"
+"""synchronous_standby_names alone, included last by pgha.conf: the leader rewrites it and
+reloads whenever its sync set changes, without touching anything else."""
 IDENT_MAP = "pgha"
 UPSTREAM_PARAMETERS = frozenset({"primary_conninfo", "primary_slot_name"})
 # Settings only pgha may set: `parameters` overriding them would move the sockets, the
@@ -85,6 +88,10 @@ class PostgresPaths:
     @property
     def pgha_conf(self) -> Path:
         return self.data_dir / PGHA_CONF
+
+    @property
+    def sync_conf(self) -> Path:
+        return self.data_dir / SYNC_CONF
 
     @property
     def postgresql_conf(self) -> Path:
@@ -259,7 +266,15 @@ def render_pgha_conf(
         if not _NAME.match(name):
             raise PostgresError(f"postgres.parameters: {name!r} is not a parameter name")
         lines.append(f"{name} = {quote_value(value)}")
+    lines.append(f"include_if_exists '{SYNC_CONF}'")
     return "\n".join(lines) + "\n"
+
+
+def render_sync_conf(synchronous_standby_names: str) -> str:
+    return (
+        "# Written by pgha's leader (synchronous_mode); every change here is overwritten.\n"
+        f"synchronous_standby_names = {quote_value(synchronous_standby_names)}\n"
+    )
 
 
 def _hba_token(name: str) -> str:

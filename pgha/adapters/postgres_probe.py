@@ -46,7 +46,9 @@ SELECT current_setting('server_version_num')::int,
        ARRAY(SELECT name FROM pg_settings WHERE pending_restart ORDER BY name),
        CASE WHEN pg_is_in_recovery()
             THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
-       END
+       END,
+       current_setting('synchronous_standby_names'),
+       CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn()::text END
 """
 _RECEIVER_SQL = """
 SELECT status, sender_host, sender_port, slot_name, received_tli, flushed_lsn::text
@@ -87,7 +89,8 @@ def _read_server(connection: Connection) -> dict[str, Any]:
     row = cursor.execute(_SERVER_SQL).fetchone()
     assert row is not None  # a SELECT without FROM always returns one row
     (version, sysid, in_recovery, checkpoint_tli, min_recovery_tli, wal_lsn, wal_tli,
-     receive_lsn, replay_lsn, conninfo, slot, pending, replay_age) = row  # fmt: skip
+     receive_lsn, replay_lsn, conninfo, slot, pending, replay_age, sync_names,
+     flush_lsn) = row  # fmt: skip
     receiver_row = cursor.execute(_RECEIVER_SQL).fetchone()
     receiver = None
     if receiver_row is not None:
@@ -128,6 +131,8 @@ def _read_server(connection: Connection) -> dict[str, Any]:
         "replicas": replicas,
         "pending_restart": tuple(pending),
         "last_replay_age_seconds": replay_age,
+        "synchronous_standby_names": sync_names,
+        "flush_lsn": _lsn(flush_lsn),
     }
 
 

@@ -133,6 +133,9 @@ class PostgresState:
     pending_restart: tuple[str, ...] = ()
     last_replay_age_seconds: float | None = None
     """A replica's seconds since the commit time of the last transaction it replayed."""
+    synchronous_standby_names: str | None = None
+    flush_lsn: int | None = None
+    """A primary's WAL flushed locally (the baseline a new sync standby must reach)."""
     control: ControlData | None = None
 
     @property

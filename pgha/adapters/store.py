@@ -93,8 +93,17 @@ class Unparsable:
     mod_revision: int
 
     def describe(self) -> str:
-        shown = self.raw if len(self.raw) <= 60 else self.raw[:57] + "..."
-        return f"key {self.key!r} holds {shown!r}, which is not valid: {self.error}"
+        return f"key {self.key!r} {self.what()}"
+
+    def what(self) -> str:
+        """What is wrong, without the key's name: '{oops' is not valid: not JSON (...)."""
+        return f"holds {excerpt(self.raw)}, which is not valid: {self.error}"
+
+
+def excerpt(value: object, limit: int = 60) -> str:
+    """A repr short enough for a log line, whatever a hostile writer put in a key."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 Value = Record | Unparsable
@@ -163,24 +172,39 @@ def parse_snapshot(revision: int, entries: list[RawEntry]) -> ClusterSnapshot:
 
 
 def _parse_leader(entry: RawEntry) -> tuple[LeaderKey | None, str | None]:
-    holder = entry.value
-    problem = None
-    if not holder or len(holder) > 255 or not holder.isprintable():
-        # Still reported as held: a value nobody can match means nobody may act as leader,
-        # which is the safe reading (traps 14).
-        problem = f"key 'leader' holds an impossible member name {holder[:60]!r}"
-    if entry.lease_id == NO_LEASE:
-        problem = (
-            f"key 'leader' ({holder[:60]!r}) is bound to no lease and will never expire; "
-            "remove it with `pgha failover --force`"
-        )
+    # Whatever it holds, the key is reported as held: a value nobody can match means nobody
+    # may act as leader, which is the safe reading (traps 14).
     key = LeaderKey(
-        holder=holder,
+        holder=entry.value,
         term=entry.create_revision,
         lease_id=entry.lease_id,
         mod_revision=entry.mod_revision,
     )
-    return key, problem
+    problem = leader_problem(key)
+    return key, f"key 'leader' {problem}" if problem else None
+
+
+MAX_TEXT = 255
+"""The longest text field pgha writes (a member name, a host); anything longer is garbage."""
+
+
+def plausible_member_name(name: str) -> bool:
+    return bool(name) and len(name) <= MAX_TEXT and name.isprintable()
+
+
+def leader_problem(key: LeaderKey) -> str | None:
+    """What is wrong with the `leader` key (without the key's name), or None.
+
+    No agent writes it without a lease, so a lease-less value was written by someone else.
+    """
+    if key.lease_id == NO_LEASE:
+        return (
+            f"({excerpt(key.holder)}) is bound to no lease, so no agent wrote it, and it will "
+            "never expire; an operator must delete it (etcdctl del /<namespace>/<cluster>/leader)"
+        )
+    if not plausible_member_name(key.holder):
+        return f"holds an impossible member name {excerpt(key.holder)}"
+    return None
 
 
 def parse_value(entry: RawEntry) -> Value:

@@ -19,9 +19,11 @@ from pgha.adapters.store import ClusterSnapshot, ClusterStore
 from pgha.agent.cluster_view import parse_cluster
 from pgha.agent.cycle_record import CycleRecord
 from pgha.agent.endpoint import publish_endpoint
-from pgha.agent.execute import Executor, Outcome
+from pgha.agent.execute import Executor
 from pgha.agent.fencing_deadline import boottime
 from pgha.agent.local_view import local_view
+from pgha.agent.outcome import Outcome
+from pgha.agent.problem_log import ProblemLog
 from pgha.agent.publish import Publisher, member_record
 from pgha.agent.runtime import Runtime
 from pgha.core.decide import decide
@@ -42,7 +44,7 @@ def policy_from_settings(settings: Settings) -> Policy:
         safety_margin_seconds=settings.safety_margin,
         primary_start_timeout_seconds=settings.primary_start_timeout,
         maximum_lag_on_failover_bytes=settings.maximum_lag_on_failover,
-        tags=Tags(settings.tags.nofailover, settings.tags.failover_priority),
+        tags=Tags(settings.tags.nofailover, settings.tags.failover_priority, settings.tags.nosync),
     )
 
 
@@ -95,6 +97,9 @@ class Cycle:
         self.running_since: float | None = None
         self.last_snapshot: ClusterSnapshot | None = None
         self.snapshot_at: float | None = None
+        self.problem_log = ProblemLog(log)
+        self.paused = False
+        """The last readable pause flag, kept while `config` holds garbage."""
 
     def run(self) -> Decision:
         started = self.clock()
@@ -128,10 +133,10 @@ class Cycle:
             self.last_snapshot, self.snapshot_at = snapshot, self.clock()
         except StoreError as exc:
             return None, str(exc)
-        parsed = parse_cluster(snapshot, self.policy)
+        parsed = parse_cluster(snapshot, self.policy, self.paused)
         self.policy = replace(parsed.policy, tags=policy_from_settings(self.settings).tags)
-        for problem in parsed.problems:
-            log.warning("cluster store: %s", problem)
+        self.paused = parsed.view.paused
+        self.problem_log.update(parsed.unreadable)
         return parsed.view, None
 
     def _observe(
@@ -195,6 +200,8 @@ class Cycle:
             if runtime.claim is None and self.store.keep_alive(runtime.lease) <= 0:
                 runtime.lease = None
                 return
+            if self.last_snapshot is not None:
+                self.publisher.notice(self.last_snapshot)
             local = local_view(state, view.members, runtime.last_in_recovery)
             record = member_record(
                 self.settings, local, runtime, decision, probed=state, now=self.clock()

@@ -24,7 +24,7 @@ def endpoint_record(settings: Settings, claim: LeaderClaim) -> dict[str, Any]:
         "port": port,
         "term": claim.term,
         "dsn": multi_host_dsn([(host, port)], target="read-write"),
-        "api_url": f"http://{settings.api.listen}",
+        "api_url": settings.api.url,
     }
 
 

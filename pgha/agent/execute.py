@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +21,20 @@ from pgha.adapters.postgres_probe import PostgresProbe
 from pgha.adapters.postgres_state import Upstream, format_lsn
 from pgha.adapters.store import (
     CONFIG,
-    FAILOVER,
     HISTORY,
-    REQUESTS,
-    SWITCHOVER,
     ClusterStore,
     LeaderKey,
     Record,
 )
 from pgha.agent.fencing_deadline import boottime
 from pgha.agent.guard import fence
+from pgha.agent.operator_records import RecordWriter
+from pgha.agent.outcome import ActionFailed, Outcome
 from pgha.agent.runtime import Runtime
-from pgha.agent.switchover_record import iso_time
 from pgha.core import actions as a
 from pgha.core.decision import Decision
 from pgha.core.model import ClusterView
+from pgha.core.sync import render_names
 from pgha.errors import PghaError
 from pgha.history_summary import promotion_fields
 
@@ -47,21 +45,6 @@ WRITABLE_ACTION_BUDGET_SECONDS = 1.0
 
 
 HISTORY_ENTRIES_KEPT = 100
-
-
-class ActionFailed(PghaError):
-    """An action could not be carried out; the rest of the plan is skipped."""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    action: a.Action
-    ok: bool
-    detail: str = ""
-
-    def describe(self) -> str:
-        text = f"{self.action.describe()}: {'ok' if self.ok else 'FAILED'}"
-        return f"{text} ({self.detail})" if self.detail else text
 
 
 class Executor:
@@ -85,6 +68,7 @@ class Executor:
         self.hooks = hooks
         self.cluster_name = cluster_name
         self.clock = clock
+        self.records = RecordWriter(store, runtime)
         self.decision_code = ""
         """The code of the decision being carried out: its history entry records it."""
         self.ttl_seconds = 30
@@ -106,10 +90,12 @@ class Executor:
             a.Rewind: self._rewind,
             a.Clone: self._clone,
             a.AppendHistory: self._append_history,
-            a.UpdateSwitchover: self._update_switchover,
-            a.ClearFailover: self._clear_failover,
+            a.UpdateSwitchover: self.records.update_switchover,
+            a.ClearFailover: self.records.clear_failover,
             a.RunPrePromoteHook: self._run_pre_promote_hook,
-            a.ConsumeRequest: self._consume_request,
+            a.ConsumeRequest: self.records.consume_request,
+            a.SetSyncStandbys: self._set_sync_standbys,
+            a.UpdateSync: self.records.update_sync,
         }
 
     def run(self, decision: Decision, view: ClusterView | None) -> list[Outcome]:
@@ -123,29 +109,8 @@ class Executor:
                 outcomes.append(Outcome(action, False, str(exc)))
                 break
             outcomes.append(Outcome(action, True, detail or ""))
-        self._answer_request(outcomes)
+        self.records.answer_request(outcomes)
         return outcomes
-
-    def _answer_request(self, outcomes: list[Outcome]) -> None:
-        """Say in the member record how a consumed operator request ended."""
-        consumed = [o for o in outcomes if isinstance(o.action, a.ConsumeRequest) and o.ok]
-        if not consumed:
-            return
-        request = consumed[0].action
-        assert isinstance(request, a.ConsumeRequest)
-        failed = next((o for o in outcomes if not o.ok), None)
-        if request.refused is not None:
-            outcome, detail = "refused", request.refused
-        elif failed is not None:
-            outcome, detail = "failed", failed.describe()
-        else:
-            outcome, detail = "done", "; ".join(o.describe() for o in outcomes)
-        self.runtime.last_request = {
-            "id": request.request_id,
-            "action": request.action,
-            "outcome": outcome,
-            "detail": detail,
-        }
 
     def _check_deadline(self, action: a.Action) -> None:
         if not action.makes_writable():
@@ -244,49 +209,19 @@ class Executor:
             )
         return control.checkpoint_lsn
 
-    def _update_switchover(self, action: a.UpdateSwitchover, view: ClusterView | None) -> str:
-        runtime = self.runtime
-        request = view.switchover if view is not None else None
-        if runtime.claim is None or request is None:
-            raise ActionFailed("no switchover request or no claim: nothing to update")
-        record = {
-            "id": request.id,
-            "from": request.from_node,
-            "to": request.to_node,
-            "at": iso_time(request.at),
-            "state": action.state,
-            "candidate": action.candidate or request.candidate,
-            "term": runtime.claim.term if action.state == "handing_over" else request.term,
-            "reason": action.reason,
-            "leader_term": runtime.claim.term,
-        }
-        written = self.store.put(
-            SWITCHOVER,
-            record,
-            expected_mod_revision=request.mod_revision,
-            as_leader=runtime.claim,
-        )
-        if not written:
-            raise ActionFailed("the switchover request changed meanwhile (cancelled?)")
-        return action.state
-
-    def _clear_failover(self, action: a.ClearFailover, view: ClusterView | None) -> str:
-        request = view.failover if view is not None else None
-        if self.runtime.claim is None or request is None:
-            raise ActionFailed("no failover request or no claim")
-        self.store.delete(
-            FAILOVER, expected_mod_revision=request.mod_revision, as_leader=self.runtime.claim
-        )
-        return "cleared"
-
-    def _consume_request(self, action: a.ConsumeRequest, view: ClusterView | None) -> str:
-        request = view.requests.get(self.runtime.name) if view is not None else None
-        if request is None or request.id != action.request_id:
-            raise ActionFailed("the request is gone: withdrawn or already served")
-        key = REQUESTS + self.runtime.name
-        if not self.store.delete(key, expected_mod_revision=request.mod_revision):
-            raise ActionFailed("the request changed or was consumed meanwhile")
-        return "consumed"
+    def _set_sync_standbys(self, action: a.SetSyncStandbys, view: ClusterView | None) -> str:
+        value = render_names(action.names, action.strict)
+        flush = self.control.set_synchronous_standby_names(value)
+        baselines = self.runtime.sync_baselines
+        for name in list(baselines):
+            if name not in action.names:
+                del baselines[name]
+        for name in action.names:
+            if flush is not None and name not in baselines:
+                baselines[name] = flush
+        taken = f", flush baseline {format_lsn(flush)}" if flush is not None else ""
+        shown = value or "''"
+        return f"synchronous_standby_names = {shown}{taken}"
 
     def _run_pre_promote_hook(self, action: a.RunPrePromoteHook, view: ClusterView | None) -> str:
         runtime = self.runtime

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from pgha.adapters.postgres_state import PostgresState
-from pgha.core.model import LocalPostgres, MemberInfo, PgRunState
+from pgha.core.model import LocalPostgres, MemberInfo, PgRunState, StandbyFeed
+from pgha.core.sync import parse_names
 
 
 def local_view(
@@ -42,6 +43,12 @@ def local_view(
         position=state.position,
         upstream=_upstream_member(state, members),
         system_identifier=sysid,
+        standbys=tuple(
+            StandbyFeed(r.application_name, r.state == "streaming", r.sync_state, r.flush_lsn)
+            for r in state.replicas
+        ),
+        sync_names=parse_names(state.synchronous_standby_names),
+        flush_lsn=state.flush_lsn,
     )
 
 

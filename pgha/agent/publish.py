@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from pgha.adapters.postgres_state import PostgresState
-from pgha.adapters.store import STATUS, ClusterStore, LeaderClaim, Lease
+from pgha.adapters.store import (
+    STATUS,
+    ClusterSnapshot,
+    ClusterStore,
+    LeaderClaim,
+    Lease,
+    Record,
+    Value,
+    encode,
+)
 from pgha.agent.runtime import Runtime
 from pgha.core.decision import Decision
 from pgha.core.model import LocalPostgres, PgRunState, format_lsn
@@ -41,7 +50,7 @@ def member_record(
     return {
         "host": host,
         "port": port,
-        "api_url": f"http://{settings.api.listen}",
+        "api_url": settings.api.url,
         "role": role,
         "state": local.run_state.value,
         "running": local.run_state is PgRunState.RUNNING,
@@ -53,6 +62,7 @@ def member_record(
         "tags": {
             "nofailover": settings.tags.nofailover,
             "failover_priority": settings.tags.failover_priority,
+            "nosync": settings.tags.nosync,
         },
         "no_leader_revision": runtime.no_leader_revision,
         "checkpoint_after_promote": runtime.checkpoint_after_promote,
@@ -116,6 +126,18 @@ class Publisher:
         """Write the next record whatever it holds (after a new lease, or on request)."""
         self.last_record = None
 
+    def notice(self, snapshot: ClusterSnapshot) -> None:
+        """Forget what the snapshot shows overwritten (by garbage, say): the next publish
+        rewrites it at once instead of when something changes."""
+        if self.last_record is not None and not _shows(
+            snapshot.members.get(self.name), self.last_record
+        ):
+            self.last_record = None
+        if self.last_status is not None and not _shows(
+            snapshot.get(STATUS), _status_record(*self.last_status)
+        ):
+            self.last_status = None
+
     def publish_status(
         self, claim: LeaderClaim, timeline: int | None, position: int | None, now: float
     ) -> bool:
@@ -127,12 +149,20 @@ class Publisher:
             moved = abs((position or 0) - (self.last_status[2] or 0))
             if moved < POSITION_PUBLISH_BYTES:
                 return False
-        status = {
-            "term": claim.term,
-            "timeline": timeline,
-            "position": format_lsn(position) if position is not None else None,
-        }
+        status = _status_record(claim.term, timeline, position)
         if not self.store.put(STATUS, status, as_leader=claim):
             return False
         self.last_status, self.status_at = current, now
         return True
+
+
+def _status_record(term: int, timeline: int | None, position: int | None) -> dict[str, Any]:
+    return {
+        "term": term,
+        "timeline": timeline,
+        "position": format_lsn(position) if position is not None else None,
+    }
+
+
+def _shows(value: Value | None, written: dict[str, Any]) -> bool:
+    return isinstance(value, Record) and encode(value.data) == encode(written)

@@ -7,7 +7,7 @@ the renewal was *sent* and the TTL etcd *granted* (DESIGN rule 2, traps 1).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pgha.adapters.store import LeaderClaim, Lease
@@ -34,6 +34,7 @@ class Runtime:
     election_backoff_until: float | None = None
     sit_out_reason: str | None = None
     pre_promote_failed_term: int | None = None
+    sync_baselines: dict[str, int] = field(default_factory=dict)
     last_request: dict[str, str] | None = None
     """The last operator request this node consumed and how it ended (member record)."""
     rewind_failed: bool = False
@@ -55,6 +56,7 @@ class Runtime:
             sit_out_reason=self.sit_out_reason,
             pre_promote_failed_term=self.pre_promote_failed_term,
             rewind_failed=self.rewind_failed,
+            sync_baselines=dict(self.sync_baselines),
             guard_alive=self.guard_alive,
         )
 

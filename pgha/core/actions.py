@@ -171,6 +171,31 @@ class Clone(Action):
 
 
 @dataclass(frozen=True)
+class SetSyncStandbys(Action):
+    """Make synchronous_standby_names wait for exactly `names` (strict: a placeholder when
+    none); record the flush LSN after the reload as the baseline of each name added."""
+
+    names: tuple[str, ...]
+    strict: bool = False
+
+    def describe(self) -> str:
+        waited = ", ".join(self.names) or ("a placeholder" if self.strict else "nobody")
+        return f"SetSyncStandbys({waited})"
+
+
+@dataclass(frozen=True)
+class UpdateSync(Action):
+    """As leader: write the `sync` key {leader, term, standbys} (None deletes it)."""
+
+    standbys: tuple[str, ...] | None
+
+    def describe(self) -> str:
+        if self.standbys is None:
+            return "UpdateSync(delete)"
+        return f"UpdateSync({', '.join(self.standbys) or 'none'})"
+
+
+@dataclass(frozen=True)
 class RunPrePromoteHook(Action):
     """Run `hooks.pre_promote` (after taking the key, before promoting: STONITH-style
     fencing of the old primary). A non-zero exit or a timeout fails the plan, so Promote

@@ -120,7 +120,7 @@ def _forced(obs: Observation, policy: Policy, wanted: str, allow_data_loss: bool
             False, "wait_for_forced_failover", f"the operator asked {wanted} to take over"
         )
     if allow_data_loss:
-        policy = replace(policy, maximum_lag_on_failover_bytes=2**64)
+        policy = replace(policy, maximum_lag_on_failover_bytes=2**64, synchronous_mode="off")
     me = _self_as_candidate(obs, policy)
     if isinstance(me, str):
         return Verdict(False, "cannot_take_forced_failover", me)
@@ -154,6 +154,11 @@ def _self_as_candidate(obs: Observation, policy: Policy) -> Candidate | str:
         )
     if local.timeline < cluster.latest_timeline:
         return f"on timeline {local.timeline}, behind the cluster's {cluster.latest_timeline}"
+    handed_to_me = cluster.handoff is not None and cluster.handoff.to_node == node.name
+    if not handed_to_me:  # a handoff's final LSN already proves this node has every byte
+        unsynced = _not_synchronous(cluster, node.name, policy)
+        if unsynced is not None:
+            return unsynced
     lag = _lag_bytes(cluster, local.position)
     if lag is not None and lag > policy.maximum_lag_on_failover_bytes:
         return (
@@ -170,6 +175,28 @@ def _self_as_candidate(obs: Observation, policy: Policy) -> Candidate | str:
     return Candidate(node.name, local.position, policy.tags.failover_priority)
 
 
+def _not_synchronous(cluster: ClusterView, name: str, policy: Policy) -> str | None:
+    """In synchronous mode only the `sync` key's members (and its leader) may be promoted
+    after a failure: anyone else may lack acknowledged commits (DESIGN rule 6, traps 5c/d)."""
+    if policy.synchronous_mode == "off":
+        return None
+    if cluster.sync_unreadable:
+        return "the sync key is unreadable: no automatic promotion in synchronous mode"
+    sync = cluster.sync
+    if sync is None:
+        return (
+            "synchronous mode, but no sync key says who holds every acknowledged commit: "
+            "no automatic promotion"
+        )
+    if not sync.may_promote(name):
+        listed = ", ".join(sync.standbys) or "none"
+        return (
+            f"not a synchronous standby (sync standbys of {sync.leader}: {listed}): it may "
+            "lack acknowledged commits"
+        )
+    return None
+
+
 def _lag_bytes(cluster: ClusterView, position: Lsn) -> int | None:
     if cluster.last_primary_position is None:
         return None
@@ -177,8 +204,15 @@ def _lag_bytes(cluster: ClusterView, position: Lsn) -> int | None:
 
 
 def peer_is_eligible(member: MemberInfo, cluster: ClusterView, policy: Policy) -> bool:
-    """A running replica on the latest timeline within the lag limit, not nofailover."""
+    """A running replica of this cluster on the latest timeline within the lag limit, not
+    nofailover. A member of another cluster (system identifier) is never a rival, whatever
+    position it claims."""
     if member.tags.nofailover or member.sits_out:
+        return False
+    sysid = member.system_identifier
+    if sysid is not None and cluster.system_identifier and sysid != cluster.system_identifier:
+        return False
+    if _not_synchronous(cluster, member.name, policy) is not None:
         return False
     if not member.running or not member.in_recovery:
         return False

@@ -11,6 +11,7 @@ exactly what the safety rules are about.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -25,11 +26,17 @@ def format_lsn(lsn: Lsn | None) -> str:
     return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
 
 
+_LSN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
+
+
 def parse_lsn(text: str) -> Lsn:
-    high, sep, low = text.partition("/")
-    if not sep:
-        raise ValueError(f"expected an LSN like 0/3000028, got {text!r}")
-    return (int(high, 16) << 32) | int(low, 16)
+    """Postgres's 'X/Y' form (two 32-bit hex halves) to bytes; anything else, a sign or
+    whitespace included, is a ValueError."""
+    found = _LSN.fullmatch(text)
+    if found is None:
+        shown = repr(text) if len(text) <= 40 else repr(text[:37]) + "..."
+        raise ValueError(f"expected an LSN like 0/3000028, got {shown}")
+    return (int(found.group(1), 16) << 32) | int(found.group(2), 16)
 
 
 class PgRunState(Enum):
@@ -58,6 +65,12 @@ class LocalPostgres:
     was_primary: bool = False
     """For a stopped server: pg_control says it last ran as a primary, not in recovery."""
     stopped_cleanly: bool = False
+    standbys: tuple[StandbyFeed, ...] = ()
+    """A primary's standbys (pg_stat_replication)."""
+    sync_names: tuple[str, ...] | None = ()
+    """The standbys synchronous_standby_names waits for, as pgha writes it; None when it
+    holds something pgha did not write (an operator's value)."""
+    flush_lsn: Lsn | None = None
 
     @property
     def running(self) -> bool:
@@ -70,9 +83,21 @@ class LocalPostgres:
 
 
 @dataclass(frozen=True)
+class StandbyFeed:
+    """One standby as the local primary sees it in pg_stat_replication."""
+
+    name: str
+    streaming: bool
+    sync_state: str
+    """async, potential, sync or quorum."""
+    flush_lsn: Lsn | None
+
+
+@dataclass(frozen=True)
 class Tags:
     nofailover: bool = False
     failover_priority: int = 0
+    nosync: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,6 +131,11 @@ class LeaderInfo:
     term: int
     lease_id: int
     mod_revision: int
+
+    @property
+    def leased(self) -> bool:
+        """Agents only ever write the key on a lease: one without was written by someone else."""
+        return self.lease_id != 0
 
 
 class InitState(Enum):
@@ -158,6 +188,20 @@ class SwitchoverRequest:
 
 
 @dataclass(frozen=True)
+class SyncState:
+    """The `sync` key: the standbys `leader` waited for in `term` (DESIGN rule 6, traps 5).
+    Only they, or that leader, may be promoted after a failure in synchronous mode."""
+
+    leader: str
+    term: int
+    standbys: tuple[str, ...]
+    mod_revision: int = 0
+
+    def may_promote(self, name: str) -> bool:
+        return name == self.leader or name in self.standbys
+
+
+@dataclass(frozen=True)
 class ForcedFailover:
     """`pgha failover --candidate NAME`: with no leader, only `to_node` may take the key."""
 
@@ -204,6 +248,9 @@ class ClusterView:
     failover: ForcedFailover | None = None
     requests: Mapping[str, MemberRequest] = field(default_factory=dict)
     """Operator requests by member name (`requests/<member>`)."""
+    sync: SyncState | None = None
+    sync_unreadable: bool = False
+    """The `sync` key holds garbage: no automatic promotion in synchronous mode (traps 14)."""
 
     @property
     def latest_timeline(self) -> int:
@@ -240,6 +287,9 @@ class NodeMemory:
     give that key up, never promote in it."""
     rewind_failed: bool = False
     guard_alive: bool = True
+    sync_baselines: Mapping[str, Lsn] = field(default_factory=dict)
+    """Per standby added to synchronous_standby_names: the primary's flush LSN right after;
+    it joins `sync` only once it has flushed that far (traps 5a)."""
 
 
 @dataclass(frozen=True)
@@ -254,6 +304,9 @@ class Policy:
     maximum_lag_on_failover_bytes: int = 1024 * 1024
     election_wait_seconds: float = 2
     remove_data_directory_on_rewind_failure: bool = False
+    synchronous_mode: str = "off"
+    """off, on (degrade to async when no standby is left) or strict (writes block)."""
+    synchronous_node_count: int = 1
     tags: Tags = Tags()
 
 

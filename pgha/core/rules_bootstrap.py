@@ -21,6 +21,8 @@ from pgha.core.model import InitState, Observation, PgRunState, Policy
 def refuse_unparsable_initialize(obs: Observation, policy: Policy) -> Decision | None:
     if obs.cluster is None or obs.cluster.init_state is not InitState.GARBAGE:
         return None
+    if obs.holds_key:
+        return None  # a leader is not joining: it keeps renewing and serving
     return decision(
         "refuse_unparsable_initialize",
         "the initialize key holds something unreadable; not joining or bootstrapping until an "
@@ -30,8 +32,8 @@ def refuse_unparsable_initialize(obs: Observation, policy: Policy) -> Decision |
 
 def refuse_foreign_data(obs: Observation, policy: Policy) -> Decision | None:
     cluster, local = obs.cluster, obs.local
-    if cluster is None or cluster.init_state is not InitState.DONE:
-        return None
+    if cluster is None or cluster.init_state is not InitState.DONE or obs.holds_key:
+        return None  # a leader is not joining: it keeps renewing and serving
     if local.system_identifier is None or cluster.system_identifier is None:
         return None
     if local.system_identifier == cluster.system_identifier:

@@ -30,6 +30,7 @@ from pgha.core.model import (
     Policy,
     format_lsn,
 )
+from pgha.core.sync import promotion_sync_reset
 
 
 def follow(obs: Observation, policy: Policy) -> Decision | None:
@@ -38,6 +39,15 @@ def follow(obs: Observation, policy: Policy) -> Decision | None:
     if cluster is None or cluster.leader is None or obs.holds_key:
         return None
     name = cluster.leader.holder
+    if name == obs.node.name and not cluster.leader.leased:
+        # Someone wrote our name without a lease (rebind_own_key declined it): never lead or
+        # promote on it, and following ourselves is no better (traps 14).
+        return decision(
+            "refuse_foreign_leader_key",
+            f"the leader key names this node but is bound to no lease (term "
+            f"{cluster.leader.term}): no agent wrote it; not leading or promoting on it "
+            "until an operator removes it",
+        )
     leader = cluster.members.get(name)
     local = obs.local
     if local.run_state in (PgRunState.STARTING, PgRunState.UNREACHABLE):
@@ -142,6 +152,7 @@ def elect_leader(obs: Observation, policy: Policy) -> Decision | None:
         verdict.reason,
         AcquireLeader(),
         RunPrePromoteHook(),
+        *promotion_sync_reset(policy),
         Promote(),
         AppendHistory(verdict.reason),
     )

@@ -18,6 +18,7 @@ from pgha.core.actions import (
 )
 from pgha.core.decision import Decision, decision
 from pgha.core.model import Observation, PgRunState, Policy
+from pgha.core.sync import promotion_sync_reset, sync_step, sync_summary
 
 
 def lead(obs: Observation, policy: Policy) -> Decision | None:
@@ -41,8 +42,19 @@ def lead(obs: Observation, policy: Policy) -> Decision | None:
                 RenewLeader(),
                 ClearFailover(),
             )
+        step = None if obs.cluster is None or obs.cluster.paused else sync_step(obs, policy)
+        if step is not None:
+            action, why = step
+            return decision(
+                "manage_sync_standbys",
+                f"leader in term {term}, Postgres read-write; {why}",
+                RenewLeader(),
+                action,
+            )
         return decision(
-            "renew_as_primary", f"leader in term {term}, Postgres read-write", RenewLeader()
+            "renew_as_primary",
+            f"leader in term {term}, Postgres read-write{sync_summary(obs, policy)}",
+            RenewLeader(),
         )
     if state is PgRunState.RUNNING:
         return decision(
@@ -50,6 +62,7 @@ def lead(obs: Observation, policy: Policy) -> Decision | None:
             f"holds the leader key (term {term}) while Postgres is read-only: promoting",
             RenewLeader(),
             RunPrePromoteHook(),
+            *promotion_sync_reset(policy),
             Promote(),
             AppendHistory(f"{obs.node.name} promoted in term {term}"),
         )

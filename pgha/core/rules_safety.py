@@ -37,6 +37,8 @@ def rebind_own_key(obs: Observation, policy: Policy) -> Decision | None:
     leader = cluster.leader
     if leader.holder != obs.node.name or leader.lease_id == obs.node.lease_id:
         return None
+    if not leader.leased:
+        return None  # someone wrote our name without a lease: not ours to lead on (traps 14)
     if leader.term == obs.node.released_term:
         return None  # we gave this term up; never lead in it again (traps 1)
     return decision(

@@ -114,6 +114,11 @@ def switchover_candidate(
             reasons.append(f"{member.name} is tagged nofailover")
         elif not member.streaming or member.upstream != leader:
             reasons.append(f"{member.name} does not stream from {leader}")
+        elif member.system_identifier not in (None, cluster.system_identifier):
+            reasons.append(
+                f"{member.name} reports another cluster's system identifier "
+                f"({member.system_identifier}, this cluster is {cluster.system_identifier})"
+            )
         elif member.position is None or not peer_is_eligible(member, cluster, policy):
             reasons.append(
                 f"{member.name} is not a healthy replica on the latest timeline within "

@@ -6,19 +6,27 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pgha.adapters.store import RawEntry, parse_snapshot
-from pgha.agent.cluster_view import BadRecord, parse_cluster, parse_member
+from pgha.agent.cluster_view import UNREADABLE_LEADER, BadRecord, parse_cluster, parse_member
 from pgha.core.model import InitState, Policy, parse_lsn
 
 BASE = Policy()
 
 
+MEMBER_LEASE = 0x7E
+
+
 def snapshot(**keys: Any) -> Any:
+    """Keys as keyword arguments (members__pg1 = members/pg1); members are on a lease, as
+    agents publish them."""
     entries = []
     for revision, (key, value) in enumerate(sorted(keys.items()), start=10):
         text = value if isinstance(value, str) else json.dumps(value)
-        entries.append(RawEntry(key.replace("__", "/"), text, revision, revision, 0))
+        lease = MEMBER_LEASE if key.startswith("members__") else 0
+        entries.append(RawEntry(key.replace("__", "/"), text, revision, revision, lease))
     return parse_snapshot(100, entries)
 
 
@@ -130,3 +138,107 @@ def test_unsafe_timers_in_etcd_are_ignored_for_the_last_good_policy() -> None:
     parsed = parse_cluster(snapshot(config={"loop_wait": 25}), last)
     assert parsed.policy == last
     assert any("no room to fence" in problem for problem in parsed.problems)
+
+
+# --- hostile input: every rejection names its key, nothing raises --------------------------
+
+KEYS = [
+    "leader",
+    "members/pg2",
+    "initialize",
+    "config",
+    "switchover",
+    "handoff",
+    "failover",
+    "requests/pg2",
+    "sync",
+    "history",
+    "endpoint",
+    "status",
+]
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+FIELDS = ["host", "port", "position", "running", "timeline", "tags", "sysid", "id", "state"]
+GARBAGE = st.one_of(
+    st.text(max_size=40),
+    st.binary(max_size=40).map(lambda raw: raw.decode("utf-8", errors="replace")),
+    JSON.map(json.dumps),
+    st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=4).map(json.dumps),
+    st.sampled_from(["NaN", '{"ttl": Infinity}', "[" * 5000, "x" * 100_000]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.sampled_from(KEYS), raw=GARBAGE, leased=st.booleans())
+def test_garbage_in_any_key_is_reported_under_that_key(key: str, raw: str, leased: bool) -> None:
+    entry = RawEntry(key, raw, 10, 11, MEMBER_LEASE if leased else 0)
+    parsed = parse_cluster(parse_snapshot(100, [entry]), BASE)
+    assert set(parsed.unreadable) <= {key}
+    for what in parsed.unreadable.values():
+        assert len(what) < 600, "a rejection quotes at most an excerpt of the value"
+    if key == "leader":
+        leader = parsed.view.leader
+        assert leader is not None, "a key holding anything is held"
+        assert leased or parsed.unreadable, "a lease-less leader key is always reported"
+
+
+def test_a_member_record_without_a_lease_counts_as_unknown() -> None:
+    record = {"running": True, "timeline": 2, "position": "FFFFFFFF/FFFFFFFF", "sysid": "1"}
+    entry = RawEntry("members/pg3", json.dumps(record), 10, 10, 0)
+    parsed = parse_cluster(parse_snapshot(100, [entry]), BASE)
+    pg3 = parsed.view.members["pg3"]
+    assert pg3.position is None
+    assert pg3.running
+    assert parsed.unreadable == {
+        "members/pg3": "member record ignored: bound to no lease, so no agent wrote it"
+    }
+
+
+@pytest.mark.parametrize("config", ['{"ttl": NaN}', '{"ttl": Infinity}', '{"loop_wait": -1}', "7"])
+def test_garbage_config_keeps_the_last_pause_too(config: str) -> None:
+    parsed = parse_cluster(snapshot(config=config), BASE, last_paused=True)
+    assert parsed.policy == BASE
+    assert parsed.view.paused
+    assert "config" in parsed.unreadable
+
+
+def test_an_impossible_leader_value_is_held_by_nobody_a_node_can_be() -> None:
+    entry = RawEntry("leader", "x" * 100_000, 10, 11, 0)
+    parsed = parse_cluster(parse_snapshot(100, [entry]), BASE)
+    assert parsed.view.leader is not None
+    assert parsed.view.leader.holder == UNREADABLE_LEADER
+    assert "bound to no lease" in parsed.unreadable["leader"]
+
+
+@pytest.mark.parametrize(
+    "request_text",
+    [
+        '{"foo": 1}',
+        '{"id": "s1"}',
+        '{"id": "s1", "state": "bogus"}',
+        '{"id": 5, "state": "pending"}',
+    ],
+)
+def test_a_stray_object_is_not_taken_for_a_switchover(request_text: str) -> None:
+    parsed = parse_cluster(snapshot(switchover=request_text), BASE)
+    assert parsed.view.switchover is None
+    assert "switchover" in parsed.unreadable
+
+
+def test_unparsable_endpoint_switchover_failover_and_requests_are_reported() -> None:
+    parsed = parse_cluster(
+        snapshot(endpoint="{", switchover="{", failover="{", requests__pg2="{"), BASE
+    )
+    assert set(parsed.unreadable) == {"endpoint", "switchover", "failover", "requests/pg2"}
+    assert parsed.view.switchover is None
+    assert parsed.view.failover is None
+    assert parsed.view.requests == {}
+
+
+@pytest.mark.parametrize("text", ["-1/0", " 1/2", "1FFFFFFFF/0", "0x1/2", "1/2/3", "", "1/"])
+def test_parse_lsn_refuses_what_postgres_never_prints(text: str) -> None:
+    with pytest.raises(ValueError, match="expected an LSN"):
+        parse_lsn(text)

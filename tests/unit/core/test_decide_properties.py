@@ -40,6 +40,8 @@ from pgha.core.model import (
     Observation,
     PgRunState,
     Policy,
+    StandbyFeed,
+    SyncState,
     Tags,
     TimelineSwitch,
 )
@@ -59,6 +61,17 @@ locals_ = st.builds(
     system_identifier=st.sampled_from([None, "7300", "999"]),
     was_primary=st.booleans(),
     stopped_cleanly=st.booleans(),
+    standbys=st.lists(
+        st.builds(
+            StandbyFeed,
+            name=st.sampled_from(NAMES),
+            streaming=st.booleans(),
+            sync_state=st.sampled_from(["async", "sync", "potential"]),
+            flush_lsn=st.none() | lsns,
+        ),
+        max_size=3,
+    ).map(tuple),
+    sync_names=st.none() | st.lists(st.sampled_from(NAMES), max_size=2, unique=True).map(tuple),
 )
 members = st.builds(
     MemberInfo,
@@ -113,6 +126,14 @@ clusters = st.builds(
     ),
     paused=st.booleans(),
     requests=requests,
+    sync=st.none()
+    | st.builds(
+        SyncState,
+        leader=st.sampled_from(NAMES),
+        term=st.integers(1, 100),
+        standbys=st.lists(st.sampled_from(NAMES), max_size=2, unique=True).map(tuple),
+    ),
+    sync_unreadable=st.booleans(),
 )
 memories = st.builds(
     NodeMemory,
@@ -134,6 +155,7 @@ policies = st.builds(
     Policy,
     tags=st.builds(Tags, nofailover=st.booleans(), failover_priority=st.integers(0, 2)),
     remove_data_directory_on_rewind_failure=st.booleans(),
+    synchronous_mode=st.sampled_from(["off", "on", "strict"]),
 )
 observations = st.builds(
     Observation,

@@ -1,0 +1,369 @@
+"""Garbage in every etcd key of a running three-node cluster (issue 7 item 4, traps 14).
+
+One cluster for the whole test, with the writer (multi-host DSN) and the split-brain
+monitor running throughout. Values are written the way an operator's etcdctl or an
+attacker would: raw bytes through the gateway, bound to no lease.
+
+- Every key but `leader` and `sync` (hypothesis-generated garbage: random bytes and text,
+  JSON of the wrong type, JSON objects with wrong field types, values of ~100 KB): the same
+  node stays primary and leader, writes go on, and every agent logs the rejection once (not
+  once per cycle) and once more when the key is readable again. The key is then restored
+  (compare-and-set on the garbage's revision: a key an agent already repaired is left alone).
+- `sync` (a few explicit values): the same, and no replica is promoted.
+- `leader` (a few explicit values, one through etcdctl): a value the leader did not write
+  means it lost the key, so it steps down; no node is read-write while the lease-less key
+  stays, not even the replica whose name was written into it. The test deletes the key (the
+  operator's part) and the cluster elects a leader again.
+
+Throughout: never two read-write nodes, no acknowledged write lost, no agent exits.
+Behaviour only; the write outage is printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from pgha.adapters.store import NO_LEASE, RawEntry, parse_snapshot
+from pgha.agent.cluster_view import parse_cluster
+from pgha.core.model import Policy
+from tests.fixtures.agent_node import AgentNode
+from tests.fixtures.cluster import TIMERS, Cluster
+from tests.fixtures.traffic import Traffic, assert_no_split_brain, assert_nothing_lost, traffic
+
+pytestmark = pytest.mark.integration
+
+AgentCluster = Callable[..., Cluster]
+POLICY = Policy(
+    ttl_seconds=TIMERS["ttl"],
+    loop_wait_seconds=TIMERS["loop_wait"],
+    retry_timeout_seconds=TIMERS["retry_timeout"],
+    safety_margin_seconds=TIMERS["safety_margin"],
+)
+KEEP_SERVING = (
+    "members/{node}",
+    "config",
+    "switchover",
+    "history",
+    "endpoint",
+    "status",
+    "handoff",
+    "failover",
+    "requests/{node}",
+)
+SELF_HEALING = ("members/", "endpoint", "status")
+"""Keys an agent rewrites on its own when it sees them overwritten: their garbage may come
+and go between two reads of some agent, so that agent may never report it."""
+
+# --- garbage ----------------------------------------------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+FIELDS = (
+    "host", "port", "position", "running", "in_recovery", "timeline", "tags", "sysid", "id",
+    "state", "from", "to", "at", "term", "final_lsn", "lsn", "paused", "action", "name",
+    "dsn", "leader", "standbys",
+)  # fmt: skip
+"""Field names pgha reads somewhere: objects with these fields and values of the wrong type."""
+
+
+def huge(seed: int, kind: str) -> bytes:
+    """About 100 KB: random bytes, one long JSON string, a long list, or deep nesting."""
+    rng = random.Random(seed)
+    if kind == "bytes":
+        return rng.randbytes(100_000)
+    if kind == "string":
+        return json.dumps({"host": "h" * 100_000, "position": "F" * 100_000}).encode()
+    if kind == "list":
+        return json.dumps([rng.random() for _ in range(5_000)]).encode()
+    return b"[" * 100_000
+
+
+GARBAGE = st.one_of(
+    st.binary(max_size=64),
+    st.text(max_size=64).map(str.encode),
+    JSON_VALUES.map(lambda value: json.dumps(value).encode()),
+    st.dictionaries(st.sampled_from(FIELDS), JSON_VALUES, min_size=1, max_size=4).map(
+        lambda value: json.dumps(value).encode()
+    ),
+    st.builds(huge, st.integers(0, 2**32 - 1), st.sampled_from(["bytes", "string", "list", "x"])),
+)
+
+
+def rejected(key: str, value: bytes) -> bool:
+    """Whether pgha's parser refuses this lease-less value in this key (some garbage is a
+    well-formed value: `{}` in `config`, a `failover` the leader then clears)."""
+    entry = RawEntry(key, value.decode("utf-8", errors="replace"), 1, 1, NO_LEASE)
+    return key in parse_cluster(parse_snapshot(2, [entry]), POLICY).unreadable
+
+
+# --- raw etcd access --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kv:
+    value: bytes
+    mod_revision: int
+    lease: int
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+class RawKeys:
+    """The cluster's keys through etcd's JSON gateway, bytes in and out, no pgha code."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    def _key(self, key: str) -> str:
+        return _b64((self.cluster.prefix + key).encode())
+
+    def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        cluster = self.cluster
+
+        def call() -> dict[str, Any]:
+            connection = http.client.HTTPConnection(cluster.etcd_host, cluster.etcd.client_port, 5)
+            try:
+                connection.request("POST", path, json.dumps(body))
+                answer: dict[str, Any] = json.loads(connection.getresponse().read())
+                return answer
+            finally:
+                connection.close()
+
+        return cluster.in_client(call)
+
+    def get(self, key: str) -> Kv | None:
+        kvs = self._call("/v3/kv/range", {"key": self._key(key)}).get("kvs") or []
+        if not kvs:
+            return None
+        kv = kvs[0]
+        value = base64.b64decode(kv.get("value", ""))
+        return Kv(value, int(kv.get("mod_revision", 0)), int(kv.get("lease", 0)))
+
+    def put(self, key: str, value: bytes) -> int:
+        """Write `value` bound to no lease; the revision of the write."""
+        answer = self._call("/v3/kv/put", {"key": self._key(key), "value": _b64(value)})
+        assert "error" not in answer, answer
+        return int(answer["header"]["revision"])
+
+    def restore(self, key: str, original: Kv | None, written_at: int) -> bool:
+        """Put back what the key held (on its lease), or delete it, but only if it still holds
+        what the test wrote at `written_at`. False if an agent had repaired it already."""
+        compare = [
+            {"key": self._key(key), "target": "MOD", "result": "EQUAL", "mod_revision": written_at}
+        ]
+        delete = {"request_delete_range": {"key": self._key(key)}}
+        success: dict[str, Any] = delete
+        if original is not None:
+            put = {"key": self._key(key), "value": _b64(original.value)}
+            if original.lease != NO_LEASE:
+                put["lease"] = str(original.lease)
+            success = {"request_put": put}
+        answer = self._call("/v3/kv/txn", {"compare": compare, "success": [success]})
+        if "error" in answer and success is not delete:  # that lease ended meanwhile
+            answer = self._call("/v3/kv/txn", {"compare": compare, "success": [delete]})
+        assert "error" not in answer, answer
+        return bool(answer.get("succeeded"))
+
+
+# --- agent logs -------------------------------------------------------------------------------
+
+
+def log_offsets(cluster: Cluster) -> dict[str, int]:
+    return {node.name: _size(node.log_path) for node in cluster.nodes}
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def log_since(node: AgentNode, offset: int) -> str:
+    with node.log_path.open("rb") as log:
+        log.seek(offset)
+        return log.read().decode(errors="replace")
+
+
+def wait_cycles(cluster: Cluster, count: int = 3) -> None:
+    """Wait until every agent logged `count` cycles from now: the last of them read a
+    snapshot taken after whatever the test just wrote."""
+    since = log_offsets(cluster)
+
+    def done() -> bool:
+        return all(
+            log_since(node, since[node.name]).count(f"node={node.name} role=") >= count
+            for node in cluster.nodes
+        )
+
+    cluster.wait_until(done, what=f"every agent ran {count} more cycles", timeout=60)
+
+
+def check_logged_once(cluster: Cluster, key: str, since: dict[str, int], always: bool) -> None:
+    """Each agent logged the rejection of `key` at most once (exactly once if `always`) since
+    `since`, and logged the key readable again as often as it logged it rejected."""
+    for node in cluster.nodes:
+        text = log_since(node, since[node.name])
+        shown = [line for line in text.splitlines() if f"cluster store: key {key!r}: " in line]
+        cleared = text.count(f"cluster store: key {key!r} is readable again")
+        expected = "exactly once" if always else "at most once"
+        cluster.check(
+            len(shown) == 1 if always else len(shown) <= 1,
+            f"{node.name} logged the rejection of {key!r} {len(shown)} times, not {expected}: "
+            f"{[line[:200] for line in shown[:3]]}",
+        )
+        cluster.check(
+            cleared == len(shown),
+            f"{node.name} logged {key!r} rejected {len(shown)} times, readable again {cleared}",
+        )
+        cluster.check(
+            all(len(line) < 2000 for line in shown),
+            f"{node.name} logged a {max(map(len, shown), default=0)}-character line about {key!r}",
+        )
+
+
+# --- the test ---------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(900)
+def test_garbage_in_every_key(agent_cluster: AgentCluster) -> None:
+    cluster = agent_cluster(3)
+    primary = cluster.wait_healthy()
+    names = [node.name for node in cluster.nodes]
+
+    with traffic(cluster, primary) as running:
+        running.wait_for_writes(20)
+        scene = Scene(cluster, RawKeys(cluster), running)
+
+        @settings(
+            max_examples=20,
+            deadline=None,
+            database=None,
+            phases=[Phase.generate],  # shrinking would replay examples on a live cluster
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        )
+        @given(key=st.sampled_from(KEEP_SERVING), node=st.sampled_from(names), value=GARBAGE)
+        def every_other_key(key: str, node: str, value: bytes) -> None:
+            scene.poison_and_restore(primary, key.format(node=node), value)
+
+        every_other_key()
+
+        sync_garbage = [
+            b"{garbage",
+            json.dumps({"leader": 5, "term": "x", "standbys": "n2"}).encode(),
+            huge(7, "string"),
+        ]
+        for value in sync_garbage:
+            scene.poison_and_restore(primary, "sync", value)
+
+        primary = scene.poison_leader(b"{not json", via_etcdctl=True)
+        replica = next(node for node in cluster.nodes if node is not primary)
+        scene.poison_leader(replica.name.encode(), named=replica)
+        primary = scene.poison_leader(huge(11, "bytes"))
+
+        running.wait_for_writes(10, since=time.monotonic())
+        report = running.report("garbage in every etcd key", primary)
+
+    assert_no_split_brain(cluster, report)
+    assert_nothing_lost(cluster, report)
+    dead = [node.name for node in cluster.nodes if not node.agent_alive()]
+    cluster.check(not dead, f"the agents of {dead} exited")
+
+
+@dataclass
+class Scene:
+    cluster: Cluster
+    keys: RawKeys
+    running: Traffic
+
+    def poison_and_restore(self, primary: AgentNode, key: str, value: bytes) -> None:
+        """Garbage in a key other than `leader`: nothing changes but a log line, then another."""
+        cluster, keys = self.cluster, self.keys
+        since = log_offsets(cluster)
+        original = keys.get(key)
+        written_at = time.monotonic()
+        revision = keys.put(key, value)
+        wait_cycles(cluster)
+        self.running.wait_for_writes(3, since=written_at)
+        cluster.check(
+            cluster.leader() == primary.name and cluster.is_primary(primary),
+            f"{primary.name} is no longer leader and primary after garbage in {key!r} "
+            f"({value[:60]!r})",
+        )
+        cluster.check(
+            not self.running.monitor.split_brain(),
+            f"two read-write nodes after garbage in {key!r}: a replica promoted",
+        )
+        keys.restore(key, original, revision)
+        wait_cycles(cluster)
+        always = rejected(key, value) and not key.startswith(SELF_HEALING)
+        check_logged_once(cluster, key, since, always)
+
+    def poison_leader(
+        self, value: bytes, *, via_etcdctl: bool = False, named: AgentNode | None = None
+    ) -> AgentNode:
+        """Garbage in `leader`: the leader steps down and nobody is read-write until the test
+        deletes the key; then a leader is elected again, which is returned."""
+        cluster, keys, running = self.cluster, self.keys, self.running
+        old = cluster.primary()
+        since = log_offsets(cluster)
+        poisoned_at = time.monotonic()
+        if via_etcdctl:
+            cluster.etcd.etcdctl("put", f"{cluster.prefix}leader", "--", value.decode())
+        else:
+            keys.put("leader", value)
+        cluster.wait_until(
+            lambda: cluster.is_primary(old) is not True,
+            what=f"{old.name} steps down after losing the leader key to {value[:40]!r}",
+            timeout=30,
+        )
+        stepped_at = time.monotonic()
+        wait_cycles(cluster)
+        held = keys.get("leader")
+        cluster.check(
+            held is not None and held.value == value and held.lease == NO_LEASE,
+            f"the lease-less leader key changed under the test: {held!r:.200}",
+        )
+        assert held is not None
+        if named is not None:
+            cluster.check(
+                "code=refuse_foreign_leader_key" in log_since(named, since[named.name]),
+                f"{named.name} did not refuse the leader key that names it",
+            )
+        deleted_at = time.monotonic()
+        cluster.check(keys.restore("leader", None, held.mod_revision), "could not delete it")
+
+        window = [s for s in running.monitor.samples if poisoned_at <= s.at <= deleted_at]
+        promoted = [s for s in window if set(s.primaries()) - {old.name}]
+        cluster.check(not promoted, f"a replica was read-write on a poisoned leader: {promoted}")
+        stale = [s for s in window if s.at >= stepped_at and s.primaries()]
+        cluster.check(not stale, f"read-write after stepping down, key still poisoned: {stale}")
+
+        new = cluster.wait_healthy(timeout=120)
+        running.wait_for_writes(5, since=deleted_at)
+        wait_cycles(cluster)
+        check_logged_once(cluster, "leader", since, always=True)
+        running.note(
+            f"    garbage {value[:20]!r} in leader: {old.name} stepped down after "
+            f"{stepped_at - poisoned_at:.2f} s; {new.name} leads again"
+        )
+        return new
