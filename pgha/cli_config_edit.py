@@ -24,15 +24,11 @@ import yaml
 
 from pgha.adapters.editor import EditorFailed, open_in_editor
 from pgha.adapters.store import CONFIG
-from pgha.cli_ops import config_of
-from pgha.cli_status import read_snapshot
+from pgha.cli_ops import EXIT_ETCD_UNREACHABLE, EXIT_REFUSED, Echo, read_config
 from pgha.cli_target import ClusterTarget
 from pgha.dynamic_config import KEYS, diff, parse_assignment, validate
 from pgha.errors import PghaError
 
-EXIT_REFUSED = 1
-EXIT_ETCD_UNREACHABLE = 2
-Echo = Callable[..., Any]
 RunEditor = Callable[[Path], None]
 """Opens the file in an editor and returns when the operator is done; raises EditorFailed."""
 
@@ -155,13 +151,9 @@ def edit_config(
     Exit 0 when written or unchanged, 1 when refused, cancelled or changed meanwhile, 2 when
     etcd cannot be read or the write's outcome is unknown.
     """
-    snapshot = read_snapshot(target, echo)
-    if snapshot is None:
-        return EXIT_ETCD_UNREACHABLE
-    current = config_of(snapshot)
-    if isinstance(current, str):
-        echo(f"config not changed: {current}", err=True)
-        return EXIT_REFUSED
+    current = read_config(target, echo)
+    if isinstance(current, int):
+        return current
     before, revision = current
     path = _write_temp(render_document(before, target.cluster, revision))
     kept = f"your edits are kept in {path}"

@@ -37,6 +37,18 @@ def config_of(snapshot: ClusterSnapshot) -> tuple[dict[str, Any], int] | str:
     return dict(value.data), value.mod_revision
 
 
+def read_config(target: ClusterTarget, echo: Echo) -> tuple[dict[str, Any], int] | int:
+    """The config and its mod_revision to edit, or the exit code after saying why not."""
+    snapshot = read_snapshot(target, echo)
+    if snapshot is None:
+        return EXIT_ETCD_UNREACHABLE
+    current = config_of(snapshot)
+    if isinstance(current, str):
+        echo(f"config not changed: {current}", err=True)
+        return EXIT_REFUSED
+    return current
+
+
 def set_config(target: ClusterTarget, assignments: list[str], echo: Echo) -> int:
     """Validate KEY=VALUE pairs against the whole resulting config, show the diff, write."""
     try:
@@ -47,13 +59,9 @@ def set_config(target: ClusterTarget, assignments: list[str], echo: Echo) -> int
     if not changes:
         echo("config not changed: give at least one KEY=VALUE", err=True)
         return EXIT_REFUSED
-    snapshot = read_snapshot(target, echo)
-    if snapshot is None:
-        return EXIT_ETCD_UNREACHABLE
-    current = config_of(snapshot)
-    if isinstance(current, str):
-        echo(f"config not changed: {current}", err=True)
-        return EXIT_REFUSED
+    current = read_config(target, echo)
+    if isinstance(current, int):
+        return current
     before, revision = current
     after = {**before, **changes}
     try:
