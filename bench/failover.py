@@ -11,10 +11,11 @@ measures:
 - all streaming: seconds from the fault until every node still meant to run (all three
   for a Postgres-only crash, the two others otherwise) streams from one primary.
 
-A frozen agent is thawed, and a cut-off primary healed, once the others are healthy; the
-writer and monitor keep running until all three nodes are healthy again, so a primary
-that comes back writable is counted. Results go to stdout as a markdown table per
-profile; progress and the logs of failed runs go to stderr. Run as root.
+A frozen agent (or what is left of a frozen Postgres) is thawed, and a cut-off primary
+healed, once the others are healthy; the writer and monitor keep running until all three
+nodes are healthy again, so a primary that comes back writable is counted. Results go to
+stdout as a markdown table per profile; progress and the logs of failed runs go to stderr.
+Run as root.
 
 `--footprint` measures an idle cluster instead (bench/footprint.py).
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -33,7 +35,7 @@ import pytest
 
 from bench.footprint import measure_footprint
 from bench.profiles import PROFILES, Profile, Workspace, log, median_min_max, require_root
-from tests.fixtures.agent_node import AgentNode
+from tests.fixtures.agent_node import AgentNode, send
 from tests.fixtures.cluster import Cluster
 from tests.fixtures.ops import pgha
 from tests.fixtures.traffic import Monitor, traffic
@@ -41,6 +43,7 @@ from tests.fixtures.traffic import Monitor, traffic
 Inject = Callable[[Cluster, AgentNode], list[AgentNode] | None]
 """Injects the fault into the primary; returns the members to wait for (None: all)."""
 Recover = Callable[[Cluster, AgentNode], None]
+GRAY_FAILURE_TIMEOUT_SECONDS = 5.0
 
 
 def _others(cluster: Cluster, node: AgentNode) -> list[AgentNode]:
@@ -59,6 +62,25 @@ def _postgres_crash(cluster: Cluster, old: AgentNode) -> None:
 def _frozen_agent(cluster: Cluster, old: AgentNode) -> list[AgentNode]:
     old.freeze()
     return _others(cluster, old)
+
+
+def _frozen_postgres(cluster: Cluster, old: AgentNode) -> list[AgentNode]:
+    """SIGSTOP of the primary's postmaster and backends, not its agent: a gray failure that
+    its agent must detect, kill and give the key up for after primary_unhealthy_timeout."""
+    old.freeze_postgres()
+    return _others(cluster, old)
+
+
+def _thaw_postgres(cluster: Cluster, old: AgentNode) -> None:
+    """SIGCONT whatever is left of the frozen Postgres (nothing, once its agent killed it)."""
+    send(old.postgres_pids(), signal.SIGCONT)
+
+
+def _short_unhealthy_timeout(cluster: Cluster, leader: AgentNode) -> None:
+    value = f"primary_unhealthy_timeout={GRAY_FAILURE_TIMEOUT_SECONDS:g}"
+    done = pgha(cluster, "config", "set", value)
+    if done.returncode != 0:
+        raise RuntimeError(f"could not set {value}:\n{done.stderr}")
 
 
 def _etcd_cut(cluster: Cluster, old: AgentNode) -> list[AgentNode]:
@@ -113,6 +135,14 @@ FAULTS = {
         Fault("etcd-cut", "primary cut off from etcd", _etcd_cut, Cluster.heal, netns=True),
         Fault("clean-stop", "clean stop (SIGTERM)", _clean_stop),
         Fault("switchover", "planned switchover (pgha switchover)", _switchover),
+        Fault(
+            "gray-failure",
+            f"frozen postmaster and backends (primary_unhealthy_timeout "
+            f"{GRAY_FAILURE_TIMEOUT_SECONDS:g} s)",
+            _frozen_postgres,
+            _thaw_postgres,
+            prepare=_short_unhealthy_timeout,
+        ),
         Fault(
             "sync-host-crash",
             "host crash, synchronous_mode on",

@@ -4,6 +4,10 @@ After a warm-up, over a measuring window, per node: the resident memory (VmRSS, 
 every few seconds, the largest sample) and the CPU time (utime + stime) of the agent
 process and of its guard, separately; and from etcd's own /metrics, the lease renewals,
 puts, transactions and ranges per second the whole cluster causes.
+
+etcd sends watch progress notifications every WATCH_PROGRESS_INTERVAL_SECONDS here, as in
+production, not every half second as in the test suite: each notification wakes every
+agent, and that is not what an operator's idle cluster costs.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from bench.profiles import Profile, Workspace, log
+from pgha.adapters.etcd_store import WATCH_PROGRESS_INTERVAL_SECONDS
 from tests.fixtures.agent_node import AgentNode
 from tests.fixtures.cluster import Cluster
 
@@ -117,7 +122,8 @@ def _table(profile: Profile, found: Footprint) -> str:
         "",
         f"{WARM_UP_SECONDS:g} s warm-up after the cluster is healthy, then a "
         f"{WINDOW_SECONDS:g} s window; RSS is the largest VmRSS sampled every "
-        f"{SAMPLE_SECONDS:g} s.",
+        f"{SAMPLE_SECONDS:g} s. etcd sends watch progress notifications every "
+        f"{WATCH_PROGRESS_INTERVAL_SECONDS:g} s, as pgha expects of a production etcd.",
         "",
         "| node | role | agent RSS (MiB) | guard RSS (MiB) "
         "| agent CPU (s/min) | guard CPU (s/min) |",
@@ -147,6 +153,8 @@ def _table(profile: Profile, found: Footprint) -> str:
 def measure_footprint(profile: Profile, workspace: Workspace) -> str:
     """Start an idle cluster at `profile`, measure it, and return the markdown tables."""
     log(f"--- footprint {profile.name}")
-    with workspace.cluster(f"{profile.name}-footprint", profile) as cluster:
+    name = f"{profile.name}-footprint"
+    progress = WATCH_PROGRESS_INTERVAL_SECONDS
+    with workspace.cluster(name, profile, etcd_progress_notify_seconds=progress) as cluster:
         found = _measure(cluster)
     return _table(profile, found)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.fixtures.cluster import Cluster, start_cluster
+from tests.fixtures.etcd import PROGRESS_NOTIFY_INTERVAL_SECONDS
 
 
 @dataclass(frozen=True)
@@ -89,9 +90,21 @@ class Workspace:
         self.kept: list[Path] = []
 
     @contextlib.contextmanager
-    def cluster(self, name: str, profile: Profile, netns: bool = False) -> Iterator[Cluster]:
+    def cluster(
+        self,
+        name: str,
+        profile: Profile,
+        netns: bool = False,
+        etcd_progress_notify_seconds: float = PROGRESS_NOTIFY_INTERVAL_SECONDS,
+    ) -> Iterator[Cluster]:
         directory = self.base / name
-        cluster = start_cluster(directory, 3, netns, **profile.timers())
+        cluster = start_cluster(
+            directory,
+            3,
+            netns,
+            etcd_progress_notify_seconds=etcd_progress_notify_seconds,
+            **profile.timers(),
+        )
         failed = True
         try:
             yield cluster

@@ -20,6 +20,7 @@ import yaml
 
 from pgha import __version__
 from pgha.agent.loop import Agent
+from pgha.agent.slots import slot_name_problem
 from pgha.api.auth import exposure_warnings
 from pgha.api.server import ApiUnavailable
 from pgha.cli_cluster import register_cluster_commands
@@ -61,6 +62,9 @@ def config_check(config: ConfigOption = Path("/etc/pgha/pgha.yml")) -> None:
     """
     settings = _load_or_exit(config)
     problems = unreadable_files(settings) + certificate_problems(settings)
+    # Another member's name is not known here: the agents refuse colliding slots.
+    slot_problem = slot_name_problem(settings.node)
+    problems += [slot_problem] if slot_problem else []
     for problem in problems:
         typer.echo(f"{config}: {problem}", err=True)
     if problems:

@@ -16,6 +16,7 @@ from pgha.adapters.store import CONFIG, FAILOVER, ClusterSnapshot, Unparsable
 from pgha.agent.cluster_view import parse_cluster
 from pgha.cli_status import read_snapshot
 from pgha.cli_target import ClusterTarget
+from pgha.core.election import lag_seconds
 from pgha.core.model import ClusterView, Policy
 from pgha.dynamic_config import diff, parse_assignment, validate
 from pgha.errors import PghaError
@@ -176,8 +177,9 @@ def _failover_refusal(
     member = view.members.get(candidate)
     if member is None:
         return f"no member named {candidate} (members: {', '.join(sorted(view.members))})"
-    if member.tags.nofailover:
-        return f"{candidate} is tagged nofailover"
+    never = member.tags.never_promoted
+    if never is not None:
+        return f"{candidate} is {never}"
     if not member.running or not member.in_recovery:
         return f"{candidate} is not a running replica (role {member.role})"
     base, position = view.last_primary_position, member.position
@@ -189,4 +191,12 @@ def _failover_refusal(
                 f"maximum_lag_on_failover ({policy.maximum_lag_on_failover_bytes}); "
                 "--allow-data-loss promotes it anyway, losing those writes"
             )
+    late = lag_seconds(view, member.heartbeat_replayed_at)
+    limit = policy.maximum_lag_seconds_on_failover
+    if late is not None and 0 < limit < late and not allow_data_loss:
+        return (
+            f"{candidate} is {late:.1f} s behind the last heartbeat the primary published, "
+            f"more than maximum_lag_seconds_on_failover ({limit:g} s); --allow-data-loss "
+            "promotes it anyway, losing those writes"
+        )
     return None

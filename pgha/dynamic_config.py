@@ -22,6 +22,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _seconds_or_off(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError("must be a number of seconds, 0 (off) or more")
+    return value
+
+
 def _bytes(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -61,7 +68,15 @@ KEYS: Mapping[str, tuple[Callable[[str], Any], str]] = {
     "retry_timeout": (_seconds, "seconds an etcd or Postgres call may take"),
     "safety_margin": (_seconds, "seconds before lease expiry by which a leader fences"),
     "primary_start_timeout": (_seconds, "seconds a crashed primary may take to restart"),
+    "primary_unhealthy_timeout": (
+        _seconds,
+        "seconds a running primary may fail to commit before it is killed and failed over",
+    ),
     "maximum_lag_on_failover": (_bytes, "bytes a replica may lag and still be promoted"),
+    "maximum_lag_seconds_on_failover": (
+        _seconds_or_off,
+        "seconds of primary heartbeats a replica may lack and still be promoted; 0 = off",
+    ),
     "remove_data_directory_on_rewind_failure": (
         _boolean,
         "re-clone (moving the old data aside) when pg_rewind fails",
@@ -72,6 +87,7 @@ KEYS: Mapping[str, tuple[Callable[[str], Any], str]] = {
         "off; on: commits wait for a sync standby, async when none is left; strict: they block",
     ),
     "synchronous_node_count": (_node_count, "how many sync standbys commits wait for"),
+    "member_slots_ttl": (_seconds, "seconds the slots of a departed member are kept"),
 }
 TIMERS = ("ttl", "loop_wait", "retry_timeout", "safety_margin")
 

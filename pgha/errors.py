@@ -1,6 +1,6 @@
 """One exception tree for pgha.
 
-Adapters translate third-party exceptions (requests, etcd3gw, psycopg, subprocess) into
+Adapters translate third-party exceptions (urllib3, psycopg, subprocess) into
 these at the boundary, so that the agent and the CLI handle one family of errors. Messages
 say what happened, to what, and what happens next.
 """

@@ -260,9 +260,16 @@ class HookSettings(_Section):
 
 
 class TagSettings(_Section):
-    nofailover: bool = False
-    failover_priority: int = 0
+    nofailover: bool = Field(default=False, description="never promoted")
+    failover_priority: int = Field(
+        default=1,
+        ge=0,
+        description="breaks ties between candidates at the same position, higher wins; "
+        "0 = never promoted automatically",
+    )
     nosync: bool = Field(default=False, description="never a synchronous standby")
+    noloadbalance: bool = Field(default=False, description="GET /replica answers 503")
+    clonefrom: bool = Field(default=False, description="preferred source for new clones")
 
 
 class Settings(BaseSettings):
@@ -289,7 +296,13 @@ class Settings(BaseSettings):
     retry_timeout: float = Field(default=7, gt=0)
     safety_margin: float = Field(default=5, gt=0)
     primary_start_timeout: float = Field(default=300, ge=0)
+    primary_unhealthy_timeout: float = Field(
+        default=30, gt=0, description="seconds a running primary may fail to commit"
+    )
     maximum_lag_on_failover: int = Field(default=1024 * 1024, ge=0, description="bytes")
+    maximum_lag_seconds_on_failover: float = Field(
+        default=0, ge=0, allow_inf_nan=False, description="heartbeat lag in seconds; 0 = off"
+    )
 
     @model_validator(mode="after")
     def _timers_leave_room_to_fence(self) -> Self:

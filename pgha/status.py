@@ -8,7 +8,10 @@ record as a member in state "unreadable record" plus a problem line, never an ex
 Lag is measured against the highest primary position published: the leader's member record
 or the `status` key, both rewritten when the primary moved by 1 MiB or after a while (traps
 20); so lag_bytes is exact on an idle cluster and may be short by up to that much under
-load. lag_seconds is what the replica measured when it last published its record.
+load. lag_seconds is the heartbeat lag: the newest heartbeat stamp the leader published in
+`status` minus the newest one the replica had replayed when it last published its record,
+both from the primary's clock (traps 9d); where either stamp is missing it falls back to
+replay_lag_seconds, the age of the last transaction the replica replayed, by its clock.
 """
 
 from __future__ import annotations
@@ -35,11 +38,12 @@ def cluster_document(cluster: str, snapshot: ClusterSnapshot) -> dict[str, Any]:
     leader = snapshot.leader.holder if snapshot.leader is not None else None
     problems = list(snapshot.problems)
     base = primary_position(snapshot)
+    heartbeat = primary_heartbeat(snapshot)
     members = []
     for name in sorted(snapshot.members):
         value = snapshot.members[name]
         if isinstance(value, Record) and isinstance(value.data, dict):
-            members.append(_member(name, value.data, leader, base))
+            members.append(_member(name, value.data, leader, base, heartbeat))
         else:
             members.append(_unreadable_member(name))
             if isinstance(value, Record):  # parse problems of garbage are already listed
@@ -72,8 +76,24 @@ def primary_position(snapshot: ClusterSnapshot) -> int | None:
     return max(positions) if positions else None
 
 
+def primary_heartbeat(snapshot: ClusterSnapshot) -> float | None:
+    """The newest heartbeat stamp the leader published (epoch seconds, its clock)."""
+    status = _data(snapshot.get(STATUS))
+    return _number(status.get("heartbeat_at")) if isinstance(status, dict) else None
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
 def _member(
-    name: str, data: Mapping[str, Any], leader: str | None, base: int | None
+    name: str,
+    data: Mapping[str, Any],
+    leader: str | None,
+    base: int | None,
+    heartbeat: float | None = None,
 ) -> dict[str, Any]:
     role = _typed(data, "role", str) or "unknown"
     position_text = _typed(data, "position", str)
@@ -81,14 +101,17 @@ def _member(
     is_primary = name == leader and role == "primary"
     lag_bytes: int | None = None
     lag_seconds: float | None = None
+    replay_lag = _number(data.get("replay_lag_seconds"))
     if is_primary:
         lag_bytes, lag_seconds = 0, 0.0
     elif role == "replica":
         if position is not None and base is not None:
             lag_bytes = max(base - position, 0)
-        lag = data.get("replay_lag_seconds")
-        if isinstance(lag, (int, float)) and not isinstance(lag, bool):
-            lag_seconds = float(lag)
+        replayed = _number(data.get("heartbeat_replayed_at"))
+        if heartbeat is not None and replayed is not None:
+            lag_seconds = round(max(heartbeat - replayed, 0.0), 3)
+        else:
+            lag_seconds = replay_lag
     decision = data.get("decision")
     decision = decision if isinstance(decision, dict) else {}
     return {
@@ -102,6 +125,7 @@ def _member(
         "lsn": position_text if position is not None else None,
         "lag_bytes": lag_bytes,
         "lag_seconds": lag_seconds,
+        "replay_lag_seconds": replay_lag,
         "tags": data["tags"] if isinstance(data.get("tags"), dict) else {},
         "upstream": _typed(data, "upstream", str),
         "decision": {
@@ -123,6 +147,7 @@ def _unreadable_member(name: str) -> dict[str, Any]:
         "lsn": None,
         "lag_bytes": None,
         "lag_seconds": None,
+        "replay_lag_seconds": None,
         "tags": {},
         "upstream": None,
         "decision": {"code": None, "reason": None},
@@ -273,7 +298,10 @@ def _bytes(count: int | None) -> str:
 def _tags(tags: Mapping[str, Any]) -> str:
     shown = []
     for key, value in sorted(tags.items()):
-        if value is True:
+        if key == "failover_priority":
+            if value != 1:  # the default is not shown; 0 (never promoted) is
+                shown.append(f"{key}={value}")
+        elif value is True:
             shown.append(str(key))
         elif value not in (False, 0, None, ""):
             shown.append(f"{key}={value}")

@@ -8,12 +8,12 @@ that names the endpoint and the fix.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
-import urllib3.exceptions
+from urllib3 import exceptions as http_errors
 
 from pgha.errors import StoreAuthError, StoreError
 
@@ -48,16 +48,20 @@ class TokenRejectedError(Exception):
     """etcd did not accept our token (expired, invalidated, stale): authenticate again."""
 
 
+HTTP_OK = 200
+
+
 def classify_transport_error(
-    exc: requests.RequestException,
+    exc: http_errors.HTTPError,
     connect: float,
     read: float,
     ca_cert: Path | None,
     *,
     client_cert: bool = True,
 ) -> Exception:
-    """Split requests' exceptions into 'never sent' and 'sent, no answer'."""
-    if isinstance(exc, requests.exceptions.SSLError):
+    """Split urllib3's exceptions (raised unwrapped: no retries) into 'never sent' and
+    'sent, no answer'."""
+    if isinstance(exc, http_errors.SSLError):
         ca = f"the CA in {ca_cert}" if ca_cert is not None else "the system CAs"
         # etcd with --client-cert-auth just drops a client that has none: an EOF, no reason.
         pair = (
@@ -70,20 +74,14 @@ def classify_transport_error(
             f"TLS handshake failed ({innermost(exc)}); check that {ca} signed etcd's "
             f"certificate and {pair}"
         )
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return NotAppliedError(f"no connection within {connect:.2g} s")
-    if isinstance(exc, requests.exceptions.ReadTimeout):
-        return NoAnswerError(f"no answer within {read:.2g} s")
-    if isinstance(exc, requests.exceptions.ConnectionError) and never_connected(exc):
+    # NewConnectionError is a subclass of ConnectTimeoutError: ask for it first.
+    if isinstance(exc, http_errors.NewConnectionError):
         return NotAppliedError(f"cannot connect ({innermost(exc)})")
+    if isinstance(exc, http_errors.ConnectTimeoutError):
+        return NotAppliedError(f"no connection within {connect:.2g} s")
+    if isinstance(exc, http_errors.ReadTimeoutError):
+        return NoAnswerError(f"no answer within {read:.2g} s")
     return NoAnswerError(f"the connection broke ({innermost(exc)})")
-
-
-def never_connected(exc: requests.exceptions.ConnectionError) -> bool:
-    reason: Any = exc.args[0] if exc.args else None
-    if isinstance(reason, urllib3.exceptions.MaxRetryError):
-        reason = reason.reason
-    return isinstance(reason, urllib3.exceptions.NewConnectionError)
 
 
 def innermost(exc: BaseException) -> str:
@@ -100,35 +98,36 @@ def innermost(exc: BaseException) -> str:
     return rest if sep and prefix.startswith(("HTTP", "<")) else text
 
 
-def decode_answer(response: requests.Response, *, expects_auth: bool) -> Any:
+def decode_answer(
+    status_code: int, reason: str, body: bytes, url: str, *, expects_auth: bool
+) -> Any:
+    """The JSON answer of a complete HTTP response from `url`, or the exception it means."""
     try:
-        answer = response.json()
-    except ValueError:
+        answer = json.loads(body)
+    except ValueError:  # not JSON, or not UTF-8
         answer = None
-    if response.status_code == requests.codes.ok:
+    if status_code == HTTP_OK:
         if not isinstance(answer, dict):
-            raise NoAnswerError(f"the answer was not JSON (HTTP {response.status_code})")
+            raise NoAnswerError(f"the answer was not JSON (HTTP {status_code})")
         if isinstance(answer.get("error"), dict):  # an error inside a streamed answer
             answer = answer["error"]
         else:
             return answer
     if isinstance(answer, dict) and ("error" in answer or "message" in answer):
-        raise refusal(answer, response.url, expects_auth=expects_auth)
-    status = f"HTTP {response.status_code} {response.reason}"
-    if response.status_code >= 500:  # a proxy or a crashing gateway: we cannot tell more
+        raise refusal(answer, url, expects_auth=expects_auth)
+    status = f"HTTP {status_code} {reason}"
+    if status_code >= 500:  # a proxy or a crashing gateway: we cannot tell more
         raise NoAnswerError(f"{status} without an etcd error")
-    text = response.text[:200].strip()
+    text = body[:200].decode("utf-8", errors="replace").strip()
     if "CommonName" in text:
         # etcd 3.4 with auth enabled rejects gateway requests from a client certificate
         # that has a CN, since the gateway cannot pass the CN on as the RBAC user.
         raise StoreAuthError(
-            f"etcd at {origin(response.url)} refused the client certificate: {text!r}; "
+            f"etcd at {origin(url)} refused the client certificate: {text!r}; "
             "use a client certificate without a CommonName (authenticate with "
             "etcd.username and etcd.password instead); nothing was applied"
         )
-    raise EtcdRequestError(
-        f"etcd at {origin(response.url)} refused: {status}: {text!r}", None, text
-    )
+    raise EtcdRequestError(f"etcd at {origin(url)} refused: {status}: {text!r}", None, text)
 
 
 def refusal(error: dict[str, Any], url: str, *, expects_auth: bool) -> Exception:

@@ -4,7 +4,7 @@ It is only an optimisation: each cycle re-reads the whole cluster, so a broken w
 early wake-ups, never correctness. What it must never do is hang its caller or die silently,
 which is why it does not use etcd3gw's `Watcher` (no timeout on its request, errors lost in
 a thread pool, a session shared with the cycle thread). Instead:
-- it streams `POST /v3/watch` on its own `requests.Session`, in its own thread;
+- it streams `POST /v3/watch` on its own connection pool, in its own thread;
 - connecting and waiting for etcd's first answer are bounded by the store timeout;
 - with `progress_notify` on, etcd sends a message at least every progress interval, so a
   stream silent for twice that long is treated as dead (a frozen or cut-off member);
@@ -24,13 +24,13 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import requests
-import urllib3.exceptions
+import urllib3
 
-from pgha.adapters.etcd_client import EtcdTransport, b64, unb64
+from pgha.adapters.etcd_client import JSON_HEADERS, EtcdTransport, b64, unb64
 
 log = logging.getLogger(__name__)
 
+HTTP_OK = 200
 BACKOFF_MIN_SECONDS = 0.2
 BACKOFF_MAX_SECONDS = 5.0
 
@@ -58,7 +58,7 @@ class LeaderWatch:
         self._transport = transport
         self._on_change = on_change
         self._silence_seconds = 2 * progress_interval_seconds
-        self._session = transport.new_session()
+        self._pool = transport.new_pool()
         self._stopping = threading.Event()
         self._first_confirmed = threading.Event()
         self._lock = threading.Lock()
@@ -130,48 +130,50 @@ class LeaderWatch:
             if self._stopping.wait(backoff):
                 break
             backoff = min(2 * backoff, BACKOFF_MAX_SECONDS)
-        self._session.close()
+        self._pool.clear()
 
     def _stream(self) -> None:
         headers = self._transport.auth_headers()
         body = {"create_request": {"key": b64(self.key), "progress_notify": True}}
         timeout = self._transport.timeout
         try:
-            response = self._session.post(
+            response = self._pool.request(
+                "POST",
                 self._transport.url(self._index, "/watch"),
-                json=body,
-                headers=headers,
-                stream=True,
-                timeout=(timeout, timeout),
+                body=json.dumps(body).encode(),
+                headers={**headers, **JSON_HEADERS},
+                preload_content=False,
+                timeout=urllib3.Timeout(connect=timeout, read=timeout),
             )
-        except requests.Timeout:
+        except urllib3.exceptions.NewConnectionError:
+            raise  # refused or unroutable: reported as it is
+        except urllib3.exceptions.TimeoutError:
             raise WatchBrokenError(
                 f"etcd did not answer the watch request in {timeout:g} s"
             ) from None
         try:
             if not self._adopt_socket(response):
                 return
-            if response.status_code != requests.codes.ok:
-                raise WatchBrokenError(f"HTTP {response.status_code}: {response.text[:200]!r}")
-            for line in iter_lines(response.iter_content(chunk_size=None)):
+            if response.status != HTTP_OK:
+                raise WatchBrokenError(f"HTTP {response.status}: {response.read(200)!r}")
+            # Each chunk the gateway sends as it comes: a whole message, or part of one.
+            for line in iter_lines(response.stream(None)):
                 self._handle(json.loads(line), headers.get("Authorization"))
                 if self._stopping.is_set():
                     return
-        except requests.exceptions.ConnectionError as exc:
-            if exc.args and isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError):
-                raise WatchSilentError(
-                    f"no message for {self._silence_seconds:g} s, though progress "
-                    "notifications were requested"
-                ) from None
-            raise
+        except urllib3.exceptions.ReadTimeoutError:
+            raise WatchSilentError(
+                f"no message for {self._silence_seconds:g} s, though progress "
+                "notifications were requested"
+            ) from None
         finally:
             with self._lock:
                 self._socket = None
             response.close()
 
-    def _adopt_socket(self, response: requests.Response) -> bool:
+    def _adopt_socket(self, response: urllib3.BaseHTTPResponse) -> bool:
         """Lengthen the read timeout to the silence limit and let stop() reach the socket."""
-        connection = getattr(response.raw, "connection", None)
+        connection = getattr(response, "connection", None)
         sock = getattr(connection, "sock", None)
         if not isinstance(sock, socket.socket):
             raise WatchBrokenError("cannot reach the stream's socket to bound its silence")

@@ -26,7 +26,7 @@ from pgha.adapters import postgres_rebuild
 from pgha.adapters.pg_process import kill_postgres, live_postmaster, wait_until_gone
 from pgha.adapters.postgres_node import PostgresNode
 from pgha.adapters.postgres_session import Connection
-from pgha.adapters.postgres_state import ReplicationSlot, Upstream, parse_lsn
+from pgha.adapters.postgres_state import ReplicationSlot, Upstream, format_lsn, parse_lsn
 from pgha.errors import PostgresError
 
 _SLOT_NAME = re.compile(r"^[a-z0-9_]{1,63}$")
@@ -307,17 +307,41 @@ class PostgresControl(PostgresNode):
         )
 
     def list_slots(self) -> tuple[ReplicationSlot, ...]:
+        """The permanent physical slots (temporary ones belong to running pg_basebackups)."""
+
         def read(connection: Connection) -> tuple[ReplicationSlot, ...]:
             rows = connection.execute(
-                "SELECT slot_name, active, restart_lsn::text FROM pg_replication_slots "
-                "WHERE slot_type = 'physical' ORDER BY slot_name"
+                "SELECT slot_name, active, restart_lsn::text, wal_status FROM pg_replication_slots "
+                "WHERE slot_type = 'physical' AND NOT temporary ORDER BY slot_name"
             ).fetchall()
             return tuple(
-                ReplicationSlot(name, active, None if lsn is None else parse_lsn(lsn))
-                for name, active, lsn in rows
+                ReplicationSlot(name, active, None if lsn is None else parse_lsn(lsn), status)
+                for name, active, lsn, status in rows
             )
 
         return self.session.run(read, timeout_seconds=self.sql_timeout_seconds, what="list slots")
+
+    def advance_slot(self, name: str, target: int) -> int | None:
+        """pg_replication_slot_advance towards `target`, never past what this server has
+        flushed (primary) or replayed (replica); returns the slot's new restart LSN, None
+        when it was already there or the slot is gone."""
+        _check_slot_name(name)
+        query = """
+            SELECT (pg_replication_slot_advance(slot_name, target)).end_lsn::text
+            FROM (SELECT slot_name, restart_lsn, LEAST(%s::pg_lsn,
+                         CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
+                              ELSE pg_current_wal_flush_lsn() END) AS target
+                  FROM pg_replication_slots WHERE slot_name = %s) AS slot
+            WHERE target > restart_lsn
+        """
+
+        def advance(connection: Connection) -> int | None:
+            row = connection.execute(query, (format_lsn(target), name)).fetchone()
+            return None if row is None or row[0] is None else parse_lsn(row[0])
+
+        return self.session.run(
+            advance, timeout_seconds=self.sql_timeout_seconds, what=f"advance slot {name}"
+        )
 
     def clone(self, source: Upstream, *, timeout_seconds: float = 600.0) -> None:
         """A new replica of `source`: see postgres_rebuild.clone."""

@@ -59,6 +59,10 @@ DEFAULT_PARAMETERS: dict[str, str | int | bool] = {
     "max_wal_senders": 10,
     "max_replication_slots": 10,
     "wal_keep_size": "128MB",
+    # Every node keeps a slot for every other member (agent/slots.py): this bounds what the
+    # slot of a dead member may retain before Postgres marks it lost, so it cannot fill
+    # the disk.
+    "max_slot_wal_keep_size": "8GB",
     # pg_rewind needs checksums or hint-bit logging; initdb turns checksums on, this
     # covers data directories initialised elsewhere.
     "wal_log_hints": True,

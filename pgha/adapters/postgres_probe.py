@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from pgha.adapters.commit_probe import check_local_commit
 from pgha.adapters.pg_process import PgTools, live_postmaster
 from pgha.adapters.postgres_files import PostgresPaths
 from pgha.adapters.postgres_session import Connection, local_session
@@ -77,14 +78,29 @@ def _configured_upstream(conninfo: str, slot: str) -> Upstream | None:
     return Upstream(host=host, port=port, slot=slot or None) if host else None
 
 
+_HEARTBEAT_SQL = """
+SELECT extract(epoch FROM at)::float8 FROM pgha.heartbeat WHERE id = 1
+"""
+_HEARTBEAT_TABLE_SQL = "SELECT to_regclass('pgha.heartbeat') IS NOT NULL"
+
 _HISTORY_TLI_SQL = """
 SELECT max(('x' || substr(name, 1, 8))::bit(32)::int)
   FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{8}[.]history$'
 """
 
 
+def _read_heartbeat(connection: Connection) -> float | None:
+    """The newest heartbeat stamp here (None before the leader first wrote one)."""
+    cursor = connection.cursor()
+    table = cursor.execute(_HEARTBEAT_TABLE_SQL).fetchone()
+    if table is None or not table[0]:
+        return None
+    found = cursor.execute(_HEARTBEAT_SQL).fetchone()
+    return float(found[0]) if found is not None and found[0] is not None else None
+
+
 def _read_server(connection: Connection) -> dict[str, Any]:
-    """All SQL-derived fields of PostgresState, from three queries on one connection."""
+    """All SQL-derived fields of PostgresState, from a few queries on one connection."""
     cursor = connection.cursor()
     row = cursor.execute(_SERVER_SQL).fetchone()
     assert row is not None  # a SELECT without FROM always returns one row
@@ -133,6 +149,7 @@ def _read_server(connection: Connection) -> dict[str, Any]:
         "last_replay_age_seconds": replay_age,
         "synchronous_standby_names": sync_names,
         "flush_lsn": _lsn(flush_lsn),
+        "heartbeat_at": _read_heartbeat(connection),
     }
 
 
@@ -203,12 +220,25 @@ class PostgresProbe:
             "postmaster_status": postmaster.status,
         }
         try:
+            # Read-only, no session state: the same connection serves every cycle.
             found = self._session.run(
-                _read_server, timeout_seconds=self.timeout_seconds, what="probe Postgres"
+                _read_server,
+                timeout_seconds=self.timeout_seconds,
+                what="probe Postgres",
+                reuse=True,
             )
         except PostgresError as exc:  # PostgresUnreachable above all: frozen, starting, gone
             return PostgresState(data_dir, initialized, True, **running, problem=str(exc))
         return PostgresState(data_dir, initialized, True, **running, **found)
+
+    def close(self) -> None:
+        """Close the connection kept for the next probe."""
+        self._session.close()
+
+    def check_commit(self) -> str | None:
+        """Commit one local test transaction on a fresh connection: None if it committed in
+        time, else what went wrong (see commit_probe). Only meaningful on a primary."""
+        return check_local_commit(self._session, timeout_seconds=self.timeout_seconds)
 
     def read_control_data(self) -> ControlData:
         """pg_controldata of the data directory; works whether the server runs or not."""

@@ -54,7 +54,9 @@ def _become_replica_of(node: PostgresNode, source: Upstream) -> None:
 def clone(node: PostgresNode, source: Upstream, *, timeout_seconds: float) -> None:
     """pg_basebackup from `source` into the (missing or empty) data directory, as the
     replication user, WAL streamed alongside (-X stream) after a fast checkpoint; through
-    `source.slot` when given (it must exist). Leaves a replica of `source`, not started."""
+    `source.slot` when given, created on `source` first if it has none (so the source
+    retains WAL for the new replica from the clone on). Leaves a replica of `source`, not
+    started."""
     what = f"clone a replica from {source}"
     node.refuse_if_running(what)
     node.check_settings()
@@ -69,8 +71,23 @@ def clone(node: PostgresNode, source: Upstream, *, timeout_seconds: float) -> No
     ]
     if source.slot:
         args.append(f"--slot={source.slot}")
+        if not _slot_exists(node, source, source.slot):
+            args.append("--create-slot")
     node.tools.run("pg_basebackup", args, what=what, timeout_seconds=timeout_seconds)
     _become_replica_of(node, source)
+
+
+def _slot_exists(node: PostgresNode, source: Upstream, slot: str) -> bool:
+    """Whether `source` has the physical slot `slot` (pg_basebackup --create-slot fails on
+    an existing one; if the source's agent creates it in between, the next clone works)."""
+
+    def read(connection: Connection) -> bool:
+        query = "SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s"
+        row = connection.execute(query, (slot,)).fetchone()
+        return row is not None and bool(row[0])
+
+    session = remote_session(node.settings, source)
+    return session.run(read, timeout_seconds=node.sql_timeout_seconds, what=f"look up slot {slot}")
 
 
 def check_rewind_source(node: PostgresNode, source: Upstream) -> None:

@@ -8,6 +8,13 @@ and the socket is shut down under the worker's feet, which makes its blocked rea
 at once; the worker then closes the connection and ends. Connection set-up is bounded by
 `connect_timeout`, which psycopg enforces on the client side as well.
 
+A call connects afresh unless it asks to `reuse` the session's idle connection, which only
+read-only work that sets no session state should do (the agent's per-cycle probe): that
+saves a connection set-up and a backend fork per cycle. The idle connection is kept only
+after a call that succeeded and left no transaction open, and it is dropped, before
+anything is sent on it, when its socket has something to read: the server closed it (a
+restart, a termination) or reported a change (a promotion).
+
 The local session connects as the superuser over the unix socket (never as an application
 user, so exhausted application connection slots are not mistaken for a dead server).
 """
@@ -17,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import select
 import socket
 import threading
 from collections.abc import Callable
@@ -25,6 +33,7 @@ from typing import Any, Generic, TypeVar, cast
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.pq import TransactionStatus
 
 from pgha.adapters.postgres_state import Upstream
 from pgha.errors import PostgresError, PostgresUnreachable
@@ -48,14 +57,18 @@ class _Attempt(Generic[T]):
 
 
 class PgSession:
-    """Runs one unit of work on a fresh connection, returning within the deadline."""
+    """Runs one unit of work on a connection of its own, returning within the deadline."""
 
     def __init__(self, where: str, **conninfo: Any) -> None:
         self.where = where
         self._conninfo = conninfo
+        self._idle_lock = threading.Lock()
+        self._idle: Connection | None = None
 
-    def run(self, work: Work[T], *, timeout_seconds: float, what: str) -> T:
+    def run(self, work: Work[T], *, timeout_seconds: float, what: str, reuse: bool = False) -> T:
         """Connect, call `work(connection)` in autocommit mode, close; return its result.
+        With `reuse`, take the idle connection of an earlier `reuse` call if it is still
+        sound, and keep this one for the next instead of closing it.
 
         Raises PostgresUnreachable when the server does not answer in time or cannot be
         connected to, PostgresError when it answers with an error.
@@ -63,7 +76,7 @@ class PgSession:
         attempt: _Attempt[T] = _Attempt()
         worker = threading.Thread(
             target=self._work,
-            args=(attempt, work, timeout_seconds),
+            args=(attempt, work, timeout_seconds, reuse),
             daemon=True,
             name=f"pgha-sql {what}",
         )
@@ -78,15 +91,27 @@ class PgSession:
             raise self._translate(attempt, what) from None
         return cast(T, attempt.result)  # set whenever error is None
 
-    def _work(self, attempt: _Attempt[T], work: Work[T], timeout_seconds: float) -> None:
+    def close(self) -> None:
+        """Close the idle connection kept for `reuse` calls, if any."""
+        with self._idle_lock:
+            idle, self._idle = self._idle, None
+        if idle is not None:
+            idle.close()
+
+    def _work(
+        self, attempt: _Attempt[T], work: Work[T], timeout_seconds: float, reuse: bool
+    ) -> None:
         try:
-            connection = psycopg.connect(
-                autocommit=True,
-                # libpq counts whole seconds and treats less than 2 as 2.
-                connect_timeout=max(2, math.ceil(timeout_seconds)),
-                options=f"-c statement_timeout={max(1, int(timeout_seconds * 1000))}",
-                **self._conninfo,
-            )
+            connection = self._take_idle() if reuse else None
+            if connection is None:
+                connection = psycopg.connect(
+                    autocommit=True,
+                    # libpq counts whole seconds and treats less than 2 as 2.
+                    connect_timeout=max(2, math.ceil(timeout_seconds)),
+                    # Set once per connection: a reused one keeps its first call's timeout.
+                    options=f"-c statement_timeout={max(1, int(timeout_seconds * 1000))}",
+                    **self._conninfo,
+                )
         except BaseException as exc:  # handed to the caller's thread, never lost
             attempt.error = exc
             attempt.done.set()
@@ -107,8 +132,28 @@ class PgSession:
             # close has released and the process has already reused for something else.
             with attempt.lock:
                 attempt.connection = None
-                connection.close()
+                kept = reuse and not attempt.abandoned and attempt.error is None
+                if not (kept and self._keep_idle(connection)):
+                    connection.close()
             attempt.done.set()
+
+    def _take_idle(self) -> Connection | None:
+        with self._idle_lock:
+            idle, self._idle = self._idle, None
+        if idle is not None and not _quiet(idle):
+            idle.close()
+            return None
+        return idle
+
+    def _keep_idle(self, connection: Connection) -> bool:
+        """Keep `connection` for the next `reuse` call; False if it must be closed instead."""
+        if connection.broken or connection.info.transaction_status != TransactionStatus.IDLE:
+            return False
+        with self._idle_lock:
+            if self._idle is not None:
+                return False
+            self._idle = connection
+        return True
 
     @staticmethod
     def _abandon(attempt: _Attempt[Any]) -> None:
@@ -139,6 +184,17 @@ class PgSession:
         if isinstance(error, PostgresError):
             return error
         return PostgresError(f"cannot {what} ({self.where}): {error!r}")
+
+
+def _quiet(connection: Connection) -> bool:
+    """An idle connection the server has said nothing on since: nothing to read, not closed."""
+    if connection.closed or connection.broken:
+        return False
+    try:
+        readable, _, _ = select.select([connection.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
 
 
 def _superuser_conninfo(settings: PostgresSettings, host: str, port: int) -> dict[str, Any]:

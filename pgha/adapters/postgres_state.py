@@ -76,6 +76,8 @@ class ReplicationSlot:
     name: str
     active: bool
     restart_lsn: int | None
+    wal_status: str | None = None
+    """reserved, extended, unreserved or lost (max_slot_wal_keep_size exceeded)."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,9 @@ class PostgresState:
     synchronous_standby_names: str | None = None
     flush_lsn: int | None = None
     """A primary's WAL flushed locally (the baseline a new sync standby must reach)."""
+    heartbeat_at: float | None = None
+    """The stamp (primary's wall clock, epoch seconds) of the newest pgha heartbeat row
+    this server has: written here on a primary, replayed on a replica; None without one."""
     control: ControlData | None = None
 
     @property

@@ -65,9 +65,12 @@ DYNAMIC_KEYS: Mapping[str, str] = {
     "retry_timeout": "retry_timeout_seconds",
     "safety_margin": "safety_margin_seconds",
     "primary_start_timeout": "primary_start_timeout_seconds",
+    "primary_unhealthy_timeout": "primary_unhealthy_timeout_seconds",
     "maximum_lag_on_failover": "maximum_lag_on_failover_bytes",
+    "maximum_lag_seconds_on_failover": "maximum_lag_seconds_on_failover",
     "remove_data_directory_on_rewind_failure": "remove_data_directory_on_rewind_failure",
     "synchronous_node_count": "synchronous_node_count",
+    "member_slots_ttl": "member_slots_ttl_seconds",
 }
 SYNCHRONOUS_MODES = ("off", "on", "strict")
 
@@ -106,6 +109,7 @@ def parse_cluster(
     policy, paused = config
     init_state, init_node, sysid = _parse_initialize(snapshot.get(INITIALIZE), found.on(INITIALIZE))
     sync, sync_unreadable = _parse_sync(snapshot.get(SYNC), found.on(SYNC))
+    last_position, last_heartbeat = _parse_status(snapshot.get(STATUS), found.on(STATUS))
     endpoint = snapshot.get(ENDPOINT)
     if isinstance(endpoint, Unparsable):
         found.on(ENDPOINT).append(f"{endpoint.what()}; the leader rewrites it")
@@ -116,7 +120,8 @@ def parse_cluster(
         init_state=init_state,
         init_node=init_node,
         system_identifier=sysid,
-        last_primary_position=_parse_status(snapshot.get(STATUS), found.on(STATUS)),
+        last_primary_position=last_position,
+        last_primary_heartbeat=last_heartbeat,
         timeline_switches=_parse_history(snapshot.get(HISTORY), found.on(HISTORY)),
         handoff=_parse_handoff(snapshot.get(HANDOFF), found.on(HANDOFF)),
         paused=paused,
@@ -205,13 +210,16 @@ def parse_member(name: str, data: Any) -> MemberInfo:
         upstream=_field(data, "upstream", str, None),
         tags=Tags(
             nofailover=_field(tags, "nofailover", bool, False),
-            failover_priority=_field(tags, "failover_priority", int, 0),
+            failover_priority=_field(tags, "failover_priority", int, 1),
             nosync=_field(tags, "nosync", bool, False),
+            noloadbalance=_field(tags, "noloadbalance", bool, False),
+            clonefrom=_field(tags, "clonefrom", bool, False),
         ),
         no_leader_revision=_field(data, "no_leader_revision", int, None),
         checkpoint_after_promote=_field(data, "checkpoint_after_promote", bool, False),
         system_identifier=_field(data, "sysid", str, None),
         sits_out=_field(data, "sits_out", bool, False),
+        heartbeat_replayed_at=_field(data, "heartbeat_replayed_at", (int, float), None),
     )
 
 
@@ -238,10 +246,19 @@ def _parse_config(
         if count is not None and (not isinstance(count, int) or count < 1):
             raise BadRecord("synchronous_node_count must be a whole number, 1 or more")
         policy = replace(last_policy, **changes)
-        if policy.primary_start_timeout_seconds < 0 or policy.maximum_lag_on_failover_bytes < 0:
+        if (
+            policy.primary_start_timeout_seconds < 0
+            or policy.maximum_lag_on_failover_bytes < 0
+            or not 0 <= policy.maximum_lag_seconds_on_failover < math.inf
+        ):
             raise BadRecord(
-                "primary_start_timeout and maximum_lag_on_failover must not be negative"
+                "primary_start_timeout, maximum_lag_on_failover and "
+                "maximum_lag_seconds_on_failover must not be negative"
             )
+        if not 0 < policy.primary_unhealthy_timeout_seconds < math.inf:  # refuses NaN too
+            raise BadRecord("primary_unhealthy_timeout must be a positive number of seconds")
+        if not 0 <= policy.member_slots_ttl_seconds < math.inf:
+            raise BadRecord("member_slots_ttl must be a number of seconds, 0 or more")
         try:
             check_timers(
                 policy.ttl_seconds,
@@ -337,17 +354,19 @@ def _parse_sync(value: Value | None, problems: list[str]) -> tuple[SyncState | N
         return None, True
 
 
-def _parse_status(value: Value | None, problems: list[str]) -> Lsn | None:
+def _parse_status(value: Value | None, problems: list[str]) -> tuple[Lsn | None, float | None]:
+    """The leader's published position and heartbeat stamp: the bases of the lag limits."""
     try:
         data = _data(value)
         if data is None:
-            return None
+            return None, None
         if not isinstance(data, dict):
             raise BadRecord("expected a JSON object")
-        return _lsn_field(data, "position")
+        heartbeat = _field(data, "heartbeat_at", (int, float), None)
+        return _lsn_field(data, "position"), None if heartbeat is None else float(heartbeat)
     except BadRecord as exc:
         problems.append(f"ignored (no lag limit until the leader rewrites it): {exc}")
-        return None
+        return None, None
 
 
 def _parse_history(value: Value | None, problems: list[str]) -> tuple[TimelineSwitch, ...]:

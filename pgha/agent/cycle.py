@@ -23,13 +23,16 @@ from pgha.agent.execute import Executor
 from pgha.agent.fencing_deadline import boottime
 from pgha.agent.local_view import local_view
 from pgha.agent.outcome import Outcome
+from pgha.agent.primary_health import observe_primary_health
 from pgha.agent.problem_log import ProblemLog
 from pgha.agent.publish import Publisher, member_record
 from pgha.agent.runtime import Runtime
+from pgha.agent.slots import SlotKeeper
+from pgha.core.actions import RenewLeader
 from pgha.core.decide import decide
 from pgha.core.decision import Decision
 from pgha.core.model import ClusterView, Observation, PgRunState, Policy, Tags
-from pgha.errors import StoreError
+from pgha.errors import PghaError, StoreError
 from pgha.settings import Settings
 
 log = logging.getLogger("pgha.agent")
@@ -43,8 +46,10 @@ def policy_from_settings(settings: Settings) -> Policy:
         retry_timeout_seconds=settings.retry_timeout,
         safety_margin_seconds=settings.safety_margin,
         primary_start_timeout_seconds=settings.primary_start_timeout,
+        primary_unhealthy_timeout_seconds=settings.primary_unhealthy_timeout,
         maximum_lag_on_failover_bytes=settings.maximum_lag_on_failover,
-        tags=Tags(settings.tags.nofailover, settings.tags.failover_priority, settings.tags.nosync),
+        maximum_lag_seconds_on_failover=settings.maximum_lag_seconds_on_failover,
+        tags=Tags(**settings.tags.model_dump()),
     )
 
 
@@ -64,6 +69,7 @@ def dynamic_config_seed(settings: Settings) -> dict[str, object]:
         "retry_timeout": settings.retry_timeout,
         "safety_margin": settings.safety_margin,
         "primary_start_timeout": settings.primary_start_timeout,
+        "primary_unhealthy_timeout": settings.primary_unhealthy_timeout,
         "maximum_lag_on_failover": settings.maximum_lag_on_failover,
     }
 
@@ -79,9 +85,12 @@ class Cycle:
         runtime: Runtime,
         hooks: HookRunner | None = None,
         clock: Callable[[], float] = boottime,
+        heartbeat: Callable[[], float] | None = None,
     ) -> None:
         self.settings = settings
         self.hooks = hooks
+        self.heartbeat = heartbeat
+        """Writes the heartbeat row on the local primary and returns its stamp."""
         self.role: str | None = None
         """The role the last cycle left Postgres in, for on_role_change."""
         self.store = store
@@ -91,6 +100,7 @@ class Cycle:
         self.clock = clock
         self.policy = policy_from_settings(settings)
         self.publisher = Publisher(store, settings.node)
+        self.slots = SlotKeeper(executor.control, runtime)
         self.last_decision: Decision | None = None
         # Read by the HTTP API's threads; each is replaced whole, never mutated.
         self.last: CycleRecord | None = None
@@ -112,9 +122,15 @@ class Cycle:
         if self.role is None:
             self.role = role_of(state)
         outcomes = self.executor.run(decision, view)
-        if outcomes:  # actions ran: publish what Postgres is now, not what it was
+        if any(not isinstance(o.action, RenewLeader) for o in outcomes):
+            # Actions changed Postgres: publish what it is now, not what it was. A renewal
+            # alone changes nothing, and probing a frozen server again would cost another
+            # probe timeout before the next renewal.
             state = self.probe.probe()
-        self._publish(decision, view, state)
+        heartbeat_at = self._write_heartbeat(state)
+        self._publish(decision, view, state, heartbeat_at)
+        # After the plan and the publishing, so slots never delay a renewal (agent/slots.py).
+        self.slots.keep(view, state, self.policy, self.clock())
         self._on_role_change(role_of(state), view)
         self._log(obs, decision, outcomes, self.clock() - started)
         self.last_decision = decision
@@ -147,6 +163,7 @@ class Cycle:
         local = local_view(state, members, runtime.last_in_recovery)
         if local.run_state is PgRunState.RUNNING:
             runtime.last_in_recovery = local.in_recovery
+        local = observe_primary_health(runtime, local, state, self.probe.check_commit, now)
         if view is not None:
             self._note_leader(view, now)
         if runtime.claim is not None and not local.running:
@@ -190,9 +207,30 @@ class Cycle:
         )
         self.hooks.run(event, budget)
 
-    # --- publish and log ------------------------------------------------------------------
+    # --- heartbeat, publish and log -------------------------------------------------------
 
-    def _publish(self, decision: Decision, view: ClusterView | None, state: PostgresState) -> None:
+    def _write_heartbeat(self, state: PostgresState) -> float | None:
+        """As leader of a read-write primary, after the plan (so never before a renewal):
+        stamp the heartbeat row. A failure is logged and costs only this cycle's stamp."""
+        runtime = self.runtime
+        deadline = runtime.fencing_deadline
+        if self.heartbeat is None or runtime.claim is None or not state.is_primary:
+            return None
+        if deadline is None or self.clock() >= deadline:
+            return None  # a leader past its deadline is being fenced: no writes of ours
+        try:
+            return self.heartbeat()
+        except PghaError as exc:
+            log.warning("could not write the heartbeat row: %s", exc)
+            return None
+
+    def _publish(
+        self,
+        decision: Decision,
+        view: ClusterView | None,
+        state: PostgresState,
+        heartbeat_at: float | None = None,
+    ) -> None:
         runtime = self.runtime
         if view is None or runtime.lease is None:
             return
@@ -212,7 +250,12 @@ class Cycle:
                 publish_endpoint(self.store, self.settings, claim, lease, seen)
             if runtime.claim is not None and local.writable:
                 self.publisher.publish_status(
-                    runtime.claim, local.timeline, local.position, self.clock()
+                    runtime.claim,
+                    local.timeline,
+                    local.position,
+                    self.clock(),
+                    heartbeat_at=heartbeat_at,
+                    heartbeat_every_seconds=self.policy.maximum_lag_seconds_on_failover / 2,
                 )
         except StoreError as exc:
             log.warning("could not publish this member's state: %s", exc)

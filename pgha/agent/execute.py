@@ -31,6 +31,7 @@ from pgha.agent.guard import fence
 from pgha.agent.operator_records import RecordWriter
 from pgha.agent.outcome import ActionFailed, Outcome
 from pgha.agent.runtime import Runtime
+from pgha.agent.slots import own_slot
 from pgha.core import actions as a
 from pgha.core.decision import Decision
 from pgha.core.model import ClusterView
@@ -372,7 +373,8 @@ class Executor:
         member = view.members.get(name) if view is not None else None
         if member is None or not member.host:
             raise ActionFailed(f"member {name} has published no address to stream from")
-        return Upstream(member.host, member.port)
+        members = view.members if view is not None else {}
+        return Upstream(member.host, member.port, own_slot(self.runtime.name, members))
 
 
 def _move_aside(data_dir: Path) -> Path | None:

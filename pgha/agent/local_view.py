@@ -13,6 +13,8 @@ from pgha.adapters.postgres_state import PostgresState
 from pgha.core.model import LocalPostgres, MemberInfo, PgRunState, StandbyFeed
 from pgha.core.sync import parse_names
 
+_NO_ANSWER = ("timed out", "not answer", "timeout expired")
+
 
 def local_view(
     state: PostgresState,
@@ -28,7 +30,9 @@ def local_view(
     if not state.accepting_connections:
         status = state.postmaster_status
         problem = state.problem or ""
-        unreachable = "timed out" in problem or "not answer" in problem
+        # A frozen postmaster never completes the handshake: libpq's connect_timeout
+        # ("timeout expired") may fire before the session's own deadline ("did not answer").
+        unreachable = any(sign in problem for sign in _NO_ANSWER)
         run_state = PgRunState.UNREACHABLE if unreachable else PgRunState.STARTING
         if status == "stopping":
             run_state = PgRunState.STARTING
@@ -49,6 +53,7 @@ def local_view(
         ),
         sync_names=parse_names(state.synchronous_standby_names),
         flush_lsn=state.flush_lsn,
+        heartbeat_replayed_at=state.heartbeat_at,
     )
 
 

@@ -23,9 +23,10 @@ from pgha.adapters.etcd_store import EtcdStore
 from pgha.adapters.hooks import HookRunner
 from pgha.adapters.pg_process import live_postmaster
 from pgha.adapters.postgres_control import PostgresControl
+from pgha.adapters.postgres_heartbeat import write_heartbeat
 from pgha.adapters.postgres_probe import PostgresProbe
 from pgha.adapters.processes import ManagedProcess, spawn_guard
-from pgha.adapters.store import Watch
+from pgha.adapters.store import LeaderClaim, Watch
 from pgha.agent.cycle import Cycle, dynamic_config_seed
 from pgha.agent.execute import Executor
 from pgha.agent.fencing_deadline import boottime
@@ -44,6 +45,14 @@ from pgha.settings import GUARD_LONGEST_SLEEP_SECONDS, Settings
 log = logging.getLogger("pgha.agent")
 JOB_ID = "ha-cycle"
 MAIN_THREAD_NAP_SECONDS = 2.0
+"""The main thread's longest sleep while it has something to do that often: repeat a
+watchdog ping, or look for a postmaster's exit that no pidfd reports."""
+IDLE_NAP_SECONDS = 10.0
+"""Its longest sleep otherwise, and never more than half of ttl - safety_margin, so that it
+looks at a deadline set meanwhile (a new term) well before that deadline even when the
+cycle that set it is still busy. What it watches wakes it sooner: a signal, the
+postmaster's exit, the fencing deadline, and the end of a cycle that changed the claim or
+the postmaster (_wake_main_on_news)."""
 RECHECK_SOON_SECONDS = 0.5
 CATCH_UP_RECHECK_SECONDS = 0.05
 RECHECK_SOON = frozenset(
@@ -57,6 +66,9 @@ RECHECK_SOON = frozenset(
         "start_in_recovery",
         "wait_for_primary_start",
         "restart_crashed_primary",
+        # Measures primary_unhealthy_timeout: a frozen primary already costs a probe
+        # timeout per cycle, and a loop_wait on top would overshoot the timeout.
+        "renew_while_primary_unhealthy",
     }
 )
 
@@ -92,6 +104,7 @@ class Agent:
             executor=self.executor,
             runtime=self.runtime,
             hooks=hooks,
+            heartbeat=lambda: write_heartbeat(self.control.session, timeout_seconds=probe_timeout),
         )
         self.api = ApiServer(
             settings.api.listen,
@@ -107,6 +120,8 @@ class Agent:
         self.loop_wait = settings.loop_wait
         self.fenced_deadline: float | None = None
         self.postmaster_seen = False
+        self.main_watches: tuple[LeaderClaim | None, int | None] = (None, None)
+        """The claim and postmaster pid the main thread last looked at."""
         self.liveness = Liveness(
             Notifier.from_environment(), self.runtime, lambda: self.cycle.policy
         )
@@ -132,31 +147,50 @@ class Agent:
             log.warning("no leader watch (%s): the loop runs on its timer alone", exc)
         log.info("agent %s started (pid %d)", self.settings.node, os.getpid())
         while not self.stopping.is_set():
+            claim = self.runtime.claim  # before acting on it: see _wake_main_on_news
             self._enforce_deadline()
-            self._notice_postmaster_exit()
+            postmaster_pid = self._notice_postmaster_exit()
             self.liveness.tick()
-            self.wakeups.sleep(self._until_next_check())
+            self.main_watches = (claim, postmaster_pid)
+            self.wakeups.sleep(self._until_next_check(postmaster_pid))
         self.wakeups.close()
         self.shutdown()
 
-    def _until_next_check(self) -> float:
-        """Sleep until the fencing deadline, but never longer than MAIN_THREAD_NAP_SECONDS:
-        a deadline set meanwhile (a new term) is at least ttl - safety_margin away."""
+    def _until_next_check(self, postmaster_pid: int | None) -> float:
+        """Sleep until the fencing deadline, but no longer than the nap."""
+        policy = self.cycle.policy
+        nap = min(IDLE_NAP_SECONDS, (policy.ttl_seconds - policy.safety_margin_seconds) / 2)
+        if self.liveness.watchdog_seconds is not None or not self.wakeups.reports_exit_of(
+            postmaster_pid
+        ):
+            nap = min(nap, MAIN_THREAD_NAP_SECONDS)
         deadline = self.runtime.fencing_deadline
         if self.runtime.claim is None or deadline is None or self.fenced_deadline == deadline:
-            return MAIN_THREAD_NAP_SECONDS
-        return min(MAIN_THREAD_NAP_SECONDS, max(deadline - boottime(), 0.0))
+            return nap
+        return min(nap, max(deadline - boottime(), 0.0))
 
-    def _notice_postmaster_exit(self) -> None:
+    def _wake_main_on_news(self) -> None:
+        """From the cycle thread: wake the napping main thread when the cycle changed what
+        it watches, the leader claim (whose deadline it enforces) or the postmaster (whose
+        exit it reports at once). It records what it saw before acting on it, so a change
+        it did not see always differs from the record."""
+        postmaster = live_postmaster(self.settings.postgres.data_dir)
+        seen = (self.runtime.claim, postmaster.pid if postmaster is not None else None)
+        if seen != self.main_watches:
+            self.wakeups.wake()
+
+    def _notice_postmaster_exit(self) -> int | None:
         """A postmaster that dies wakes the cycle at once: the agent owns it, and need not
-        wait out loop_wait to restart it (or to hand over)."""
+        wait out loop_wait to restart it (or to hand over). Returns the live one's pid."""
         postmaster = live_postmaster(self.settings.postgres.data_dir)
         running = postmaster is not None
         if self.postmaster_seen and not running:
             log.warning("the postmaster of %s exited", self.settings.postgres.data_dir)
             self.wake()
         self.postmaster_seen = running
-        self.wakeups.watch_process(postmaster.pid if postmaster is not None else None)
+        pid = postmaster.pid if postmaster is not None else None
+        self.wakeups.watch_process(pid)
+        return pid
 
     def _enforce_deadline(self) -> None:
         """A cycle can block on a slow etcd for seconds; the fencing deadline does not wait
@@ -203,6 +237,7 @@ class Agent:
         if loop_wait != self.loop_wait:
             self.loop_wait = loop_wait
             self.scheduler.reschedule_job(JOB_ID, trigger=IntervalTrigger(seconds=loop_wait))
+        self._wake_main_on_news()
 
     def _must_give_key_back(self) -> bool:
         """The pre_promote hook failed after taking the key: give it back soon, not a whole
@@ -254,6 +289,7 @@ class Agent:
         if self.guard is not None:
             self.guard.stop()
         self.api.stop()
+        self.probe.close()
         self.store.close()
         log.info("agent %s stopped", self.settings.node)
 

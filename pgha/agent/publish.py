@@ -30,6 +30,9 @@ from pgha.settings import Settings, split_address
 POSITION_PUBLISH_BYTES = 1024 * 1024
 POSITION_PUBLISH_SECONDS = 60.0
 
+StatusTuple = tuple[int, int | None, int | None, float | None]
+"""What the `status` key last said: term, timeline, position, heartbeat stamp."""
+
 
 def member_record(
     settings: Settings,
@@ -59,11 +62,7 @@ def member_record(
         "position": format_lsn(local.position) if local.position is not None else None,
         "upstream": local.upstream,
         "streaming": local.upstream is not None,
-        "tags": {
-            "nofailover": settings.tags.nofailover,
-            "failover_priority": settings.tags.failover_priority,
-            "nosync": settings.tags.nosync,
-        },
+        "tags": settings.tags.model_dump(),
         "no_leader_revision": runtime.no_leader_revision,
         "checkpoint_after_promote": runtime.checkpoint_after_promote,
         "sysid": local.system_identifier,
@@ -80,14 +79,17 @@ def _replication(probed: PostgresState | None) -> dict[str, Any]:
     (for `pgha status`; the lag changes every cycle, so it never triggers a write)."""
     receiver = probed.wal_receiver if probed is not None else None
     lag = probed.replay_lag_seconds if probed is not None else None
+    heartbeat = probed.heartbeat_at if probed is not None else None
     return {
         "receiver": receiver.status if receiver is not None else None,
         "replay_lag_seconds": round(lag, 3) if lag is not None else None,
+        "heartbeat_replayed_at": heartbeat,
     }
 
 
 def _significant(record: dict[str, Any]) -> dict[str, Any]:
-    ignored = ("position", "decision", "replay_lag_seconds")
+    # The heartbeat stamp moves every cycle: alone it never triggers a write (traps 20).
+    ignored = ("position", "decision", "replay_lag_seconds", "heartbeat_replayed_at")
     shown = {k: v for k, v in record.items() if k not in ignored}
     shown["code"] = record["decision"]["code"]
     return shown
@@ -100,7 +102,7 @@ class Publisher:
     last_record: dict[str, Any] | None = None
     last_position: int | None = None
     last_at: float = 0.0
-    last_status: tuple[int, int | None, int | None] | None = None
+    last_status: StatusTuple | None = None
     status_at: float = 0.0
 
     def publish_member(
@@ -139,28 +141,50 @@ class Publisher:
             self.last_status = None
 
     def publish_status(
-        self, claim: LeaderClaim, timeline: int | None, position: int | None, now: float
+        self,
+        claim: LeaderClaim,
+        timeline: int | None,
+        position: int | None,
+        now: float,
+        *,
+        heartbeat_at: float | None = None,
+        heartbeat_every_seconds: float = 0.0,
     ) -> bool:
-        """As leader: the primary's position, the base of every replica's lag limit."""
-        current = (claim.term, timeline, position)
-        unchanged = self.last_status is not None and self.last_status[:2] == current[:2]
-        if unchanged and now - self.status_at < POSITION_PUBLISH_SECONDS:
-            assert self.last_status is not None
-            moved = abs((position or 0) - (self.last_status[2] or 0))
-            if moved < POSITION_PUBLISH_BYTES:
+        """As leader: the primary's position and newest heartbeat stamp, the bases of every
+        replica's lag limits. Rewritten when term or timeline change, the position moved
+        POSITION_PUBLISH_BYTES, POSITION_PUBLISH_SECONDS passed, or (when
+        `heartbeat_every_seconds` > 0, i.e. a lag limit in seconds is set) the heartbeat
+        moved that far: so the published stamp is never older than that plus one cycle.
+        Without a new `heartbeat_at` (the write failed) the last published one stands."""
+        last = self.last_status
+        if heartbeat_at is None and last is not None and last[0] == claim.term:
+            heartbeat_at = last[3]
+        current: StatusTuple = (claim.term, timeline, position, heartbeat_at)
+        recent = now - self.status_at < POSITION_PUBLISH_SECONDS
+        if last is not None and last[:2] == current[:2] and recent:
+            moved = abs((position or 0) - (last[2] or 0))
+            beat = (
+                heartbeat_every_seconds > 0
+                and heartbeat_at is not None
+                and (last[3] is None or heartbeat_at - last[3] >= heartbeat_every_seconds)
+            )
+            if moved < POSITION_PUBLISH_BYTES and not beat:
                 return False
-        status = _status_record(claim.term, timeline, position)
+        status = _status_record(*current)
         if not self.store.put(STATUS, status, as_leader=claim):
             return False
         self.last_status, self.status_at = current, now
         return True
 
 
-def _status_record(term: int, timeline: int | None, position: int | None) -> dict[str, Any]:
+def _status_record(
+    term: int, timeline: int | None, position: int | None, heartbeat_at: float | None
+) -> dict[str, Any]:
     return {
         "term": term,
         "timeline": timeline,
         "position": format_lsn(position) if position is not None else None,
+        "heartbeat_at": heartbeat_at,
     }
 
 

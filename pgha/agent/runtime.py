@@ -28,6 +28,7 @@ class Runtime:
     """When the last renewal etcd confirmed was sent (CLOCK_BOOTTIME); for metrics."""
     released_term: int | None = None
     primary_down_since: float | None = None
+    primary_unhealthy_since: float | None = None
     no_leader_since: float | None = None
     no_leader_revision: int | None = None
     last_leader_revision: int = 0
@@ -41,6 +42,8 @@ class Runtime:
     checkpoint_after_promote: bool = False
     last_in_recovery: bool | None = None
     guard_alive: bool = True
+    slots_gone_since: dict[str, float] = field(default_factory=dict)
+    """Replication slots no member's name maps to, and since when (agent/slots.py)."""
 
     def memory(self) -> NodeMemory:
         return NodeMemory(
@@ -50,6 +53,7 @@ class Runtime:
             fencing_deadline=self.fencing_deadline,
             released_term=self.released_term,
             primary_down_since=self.primary_down_since,
+            primary_unhealthy_since=self.primary_unhealthy_since,
             no_leader_since=self.no_leader_since,
             last_leader_revision=self.last_leader_revision,
             election_backoff_until=self.election_backoff_until,

@@ -50,6 +50,10 @@ class Wakeups:
             return
         self._watched_pid = pid
 
+    def reports_exit_of(self, pid: int | None) -> bool:
+        """Whether a sleep ends at once when `pid` exits (None, nothing to watch: True)."""
+        return pid is None or pid == self._watched_pid
+
     def wake(self) -> None:
         """End the current (or next) sleep at once; safe from any thread."""
         with contextlib.suppress(BlockingIOError):

@@ -41,6 +41,10 @@ def primary_problem(report: NodeReport) -> str | None:
 
 
 def replica_problem(report: NodeReport, max_lag_bytes: int | None = None) -> str | None:
+    """`/read-only` ignores noloadbalance, as in Patroni: the tag only takes the node out
+    of the replica pool."""
+    if report.noloadbalance:
+        return "this node is tagged noloadbalance: it takes no load-balanced replica traffic"
     if not report.is_replica:
         return "Postgres is not up as a replica"
     if not report.is_streaming:

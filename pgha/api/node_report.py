@@ -54,6 +54,8 @@ class NodeReport:
     postmaster_alive: bool
     loop_wait_seconds: float
     ttl_seconds: float
+    noloadbalance: bool = False
+    """The node is tagged noloadbalance: `GET /replica` answers 503."""
 
     @property
     def term(self) -> int:
@@ -178,4 +180,5 @@ def read_report(
         postmaster_alive=postmaster is not None,
         loop_wait_seconds=cycle.policy.loop_wait_seconds,
         ttl_seconds=cycle.policy.ttl_seconds,
+        noloadbalance=settings.tags.noloadbalance,
     )

@@ -33,7 +33,8 @@ class Candidate:
     priority: int
 
     def rank(self) -> tuple[int, int, str]:
-        """Lower sorts first: highest position, then highest priority, then name."""
+        """Lower sorts first: highest position, then highest failover_priority, then name.
+        (Priority 0 never gets here: such a member is not eligible at all.)"""
         return (-self.position, -self.priority, self.name)
 
 
@@ -120,7 +121,12 @@ def _forced(obs: Observation, policy: Policy, wanted: str, allow_data_loss: bool
             False, "wait_for_forced_failover", f"the operator asked {wanted} to take over"
         )
     if allow_data_loss:
-        policy = replace(policy, maximum_lag_on_failover_bytes=2**64, synchronous_mode="off")
+        policy = replace(
+            policy,
+            maximum_lag_on_failover_bytes=2**64,
+            maximum_lag_seconds_on_failover=0,
+            synchronous_mode="off",
+        )
     me = _self_as_candidate(obs, policy)
     if isinstance(me, str):
         return Verdict(False, "cannot_take_forced_failover", me)
@@ -135,8 +141,9 @@ def _self_as_candidate(obs: Observation, policy: Policy) -> Candidate | str:
     """This node as a candidate, or the reason it may not take the key."""
     cluster, local, node = obs.cluster, obs.local, obs.node
     assert cluster is not None
-    if policy.tags.nofailover:
-        return "this node is tagged nofailover"
+    never = policy.tags.never_promoted
+    if never is not None:
+        return f"this node is {never}"
     if node.election_backoff_until is not None and obs.now < node.election_backoff_until:
         left = node.election_backoff_until - obs.now
         why = node.sit_out_reason or "a failed promotion attempt"
@@ -166,6 +173,9 @@ def _self_as_candidate(obs: Observation, policy: Policy) -> Candidate | str:
             f"{format_lsn(cluster.last_primary_position)}, more than "
             f"maximum_lag_on_failover ({policy.maximum_lag_on_failover_bytes} bytes)"
         )
+    late = _too_late(cluster, local.heartbeat_replayed_at, policy)
+    if late is not None:
+        return late
     handoff = cluster.handoff
     if handoff is not None and local.position <= handoff.final_lsn:
         return (
@@ -203,11 +213,40 @@ def _lag_bytes(cluster: ClusterView, position: Lsn) -> int | None:
     return max(0, cluster.last_primary_position - position)
 
 
+def lag_seconds(cluster: ClusterView, replayed_at: float | None) -> float | None:
+    """The leader's newest published heartbeat stamp minus the newest one replayed: both
+    from the primary's clock, so the replica's clock plays no part (traps 9d)."""
+    published = cluster.last_primary_heartbeat
+    if published is None or replayed_at is None:
+        return None
+    return max(0.0, published - replayed_at)
+
+
+def _too_late(cluster: ClusterView, replayed_at: float | None, policy: Policy) -> str | None:
+    """Why a replica is beyond maximum_lag_seconds_on_failover, or None (also when the limit
+    is off, 0, or no leader ever published a heartbeat to measure against)."""
+    limit = policy.maximum_lag_seconds_on_failover
+    if limit <= 0 or cluster.last_primary_heartbeat is None:
+        return None
+    lag = lag_seconds(cluster, replayed_at)
+    if lag is None:
+        return (
+            "no heartbeat row of the primary replayed yet, so the lag in seconds is unknown "
+            f"(maximum_lag_seconds_on_failover is {limit:g} s)"
+        )
+    if lag > limit:
+        return (
+            f"{lag:.1f} s behind the last heartbeat the primary published, more than "
+            f"maximum_lag_seconds_on_failover ({limit:g} s)"
+        )
+    return None
+
+
 def peer_is_eligible(member: MemberInfo, cluster: ClusterView, policy: Policy) -> bool:
-    """A running replica of this cluster on the latest timeline within the lag limit, not
-    nofailover. A member of another cluster (system identifier) is never a rival, whatever
-    position it claims."""
-    if member.tags.nofailover or member.sits_out:
+    """A running replica of this cluster on the latest timeline within the lag limits, not
+    tagged away from promotion. A member of another cluster (system identifier) is never a
+    rival, whatever position it claims."""
+    if member.tags.never_promoted is not None or member.sits_out:
         return False
     sysid = member.system_identifier
     if sysid is not None and cluster.system_identifier and sysid != cluster.system_identifier:
@@ -221,7 +260,9 @@ def peer_is_eligible(member: MemberInfo, cluster: ClusterView, policy: Policy) -
     if member.timeline < cluster.latest_timeline:
         return False
     lag = _lag_bytes(cluster, member.position)
-    return lag is None or lag <= policy.maximum_lag_on_failover_bytes
+    if lag is not None and lag > policy.maximum_lag_on_failover_bytes:
+        return False
+    return _too_late(cluster, member.heartbeat_replayed_at, policy) is None
 
 
 def _eligible_peers(cluster: ClusterView, me: str, policy: Policy) -> list[Candidate]:

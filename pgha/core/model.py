@@ -71,6 +71,11 @@ class LocalPostgres:
     """The standbys synchronous_standby_names waits for, as pgha writes it; None when it
     holds something pgha did not write (an operator's value)."""
     flush_lsn: Lsn | None = None
+    commit_failure: str | None = None
+    """Why this node, holding the key, could not commit a local test transaction this cycle
+    (or could not even probe its Postgres); None when it could, or it was not tried."""
+    heartbeat_replayed_at: float | None = None
+    """The stamp of the newest heartbeat row this server has (replayed, or written)."""
 
     @property
     def running(self) -> bool:
@@ -95,9 +100,24 @@ class StandbyFeed:
 
 @dataclass(frozen=True)
 class Tags:
+    """A member's tags from its local config. `failover_priority` breaks ties between
+    candidates at the same position (higher wins); 0 means never promoted automatically,
+    like `nofailover`."""
+
     nofailover: bool = False
-    failover_priority: int = 0
+    failover_priority: int = 1
     nosync: bool = False
+    noloadbalance: bool = False
+    clonefrom: bool = False
+
+    @property
+    def never_promoted(self) -> str | None:
+        """Why these tags keep a member from being promoted, or None."""
+        if self.nofailover:
+            return "tagged nofailover"
+        if self.failover_priority <= 0:
+            return f"tagged failover_priority {self.failover_priority} (never promoted)"
+        return None
 
 
 @dataclass(frozen=True)
@@ -123,6 +143,8 @@ class MemberInfo:
     system_identifier: str | None = None
     sits_out: bool = False
     """The member sits out elections for now (its pre_promote hook failed): not a rival."""
+    heartbeat_replayed_at: float | None = None
+    """The primary's wall-clock stamp of the newest heartbeat row this replica replayed."""
 
 
 @dataclass(frozen=True)
@@ -241,6 +263,8 @@ class ClusterView:
     init_node: str | None = None
     system_identifier: str | None = None
     last_primary_position: Lsn | None = None
+    last_primary_heartbeat: float | None = None
+    """The newest heartbeat stamp the leader published in `status` (its wall clock)."""
     timeline_switches: tuple[TimelineSwitch, ...] = ()
     handoff: Handoff | None = None
     paused: bool = False
@@ -276,6 +300,9 @@ class NodeMemory:
     """The term this node gave up; it never leads again in that term (traps 1)."""
     primary_down_since: float | None = None
     """When this node, holding the key, first saw its Postgres down (for primary_start_timeout)."""
+    primary_unhealthy_since: float | None = None
+    """When this node, holding the key, first saw its running Postgres fail to commit or to
+    answer its probe (for primary_unhealthy_timeout); None while it commits."""
     no_leader_since: float | None = None
     last_leader_revision: int = 0
     """The newest snapshot revision at which this node saw a leader key."""
@@ -301,12 +328,19 @@ class Policy:
     retry_timeout_seconds: float = 7
     safety_margin_seconds: float = 5
     primary_start_timeout_seconds: float = 300
+    primary_unhealthy_timeout_seconds: float = 30
+    """How long a running primary may fail to commit locally before it is killed and the
+    key released (gray failures: hung disk, frozen postmaster)."""
     maximum_lag_on_failover_bytes: int = 1024 * 1024
+    maximum_lag_seconds_on_failover: float = 0
+    """Heartbeat lag beyond which a replica is not promoted after a failure; 0 = no limit."""
     election_wait_seconds: float = 2
     remove_data_directory_on_rewind_failure: bool = False
     synchronous_mode: str = "off"
     """off, on (degrade to async when no standby is left) or strict (writes block)."""
     synchronous_node_count: int = 1
+    member_slots_ttl_seconds: float = 1800
+    """How long a slot outlives its member's record before it is dropped (agent/slots.py)."""
     tags: Tags = Tags()
 
 

@@ -15,7 +15,7 @@ from pgha.core.actions import (
     StartPostgres,
 )
 from pgha.core.decision import Decision, decision
-from pgha.core.model import InitState, Observation, PgRunState, Policy
+from pgha.core.model import ClusterView, InitState, Observation, PgRunState, Policy
 
 
 def refuse_unparsable_initialize(obs: Observation, policy: Policy) -> Decision | None:
@@ -91,9 +91,37 @@ def clone_from_leader(obs: Observation, policy: Policy) -> Decision | None:
             "wait_for_leader_to_clone",
             "this node has no data and there is no running leader to clone from; waiting",
         )
+    source_name, from_what = clone_source(cluster, obs.node.name)
     return decision(
         "clone_from_leader",
-        f"this node has no data: cloning it from the leader {leader.holder}",
-        Clone(leader.holder),
+        f"this node has no data: cloning it from {from_what}",
+        Clone(source_name),
         StartPostgres(upstream=leader.holder),
     )
+
+
+def clone_source(cluster: ClusterView, me: str) -> tuple[str, str]:
+    """Whom to clone from, and how to say so: a healthy replica tagged `clonefrom` (one
+    streaming on the latest timeline, so its copy is current), the furthest ahead if
+    several; otherwise the leader, which takes the load of a base backup off the others.
+    The clone follows the leader either way. Only called while a leader exists."""
+    assert cluster.leader is not None
+    holder = cluster.leader.holder
+    preferred = [
+        m
+        for m in cluster.members.values()
+        if m.tags.clonefrom
+        and m.name not in (me, holder)
+        and m.host
+        and m.running
+        and m.in_recovery
+        and m.streaming
+        and m.position is not None
+        and m.timeline is not None
+        and m.timeline >= cluster.latest_timeline
+        and m.system_identifier in (None, cluster.system_identifier)
+    ]
+    if not preferred:
+        return holder, f"the leader {holder}"
+    best = min(preferred, key=lambda m: (-(m.position or 0), m.name))
+    return best.name, f"{best.name}, a replica tagged clonefrom (the leader is {holder})"

@@ -30,6 +30,7 @@ from pgha.core.model import (
     Policy,
     format_lsn,
 )
+from pgha.core.rules_bootstrap import clone_source
 from pgha.core.sync import promotion_sync_reset
 
 
@@ -103,12 +104,14 @@ def _rewind_or_clone(
     stop = (StopPostgres("fast"),) if obs.local.running else ()
     if obs.node.rewind_failed:
         if policy.remove_data_directory_on_rewind_failure:
+            assert obs.cluster is not None
+            source_name, from_what = clone_source(obs.cluster, obs.node.name)
             return decision(
                 "clone_after_failed_rewind",
                 f"{why}; pg_rewind failed before: moving the data directory aside and cloning "
-                f"from {name}",
+                f"from {from_what}",
                 *stop,
-                Clone(name),
+                Clone(source_name),
                 StartPostgres(upstream=name),
             )
         return decision(

@@ -34,6 +34,9 @@ def lead(obs: Observation, policy: Policy) -> Decision | None:
             f"giving the key (term {term}) back and sitting out the election for one ttl",
             ReleaseLeader(never_promoted=True),
         )
+    unhealthy = _unhealthy_primary(obs, policy)
+    if unhealthy is not None:
+        return unhealthy
     if state is PgRunState.RUNNING and not obs.local.in_recovery:
         if obs.cluster is not None and obs.cluster.failover is not None:
             return decision(
@@ -72,12 +75,6 @@ def lead(obs: Observation, policy: Policy) -> Decision | None:
             f"leader in term {term}; Postgres is starting (crash recovery?)",
             RenewLeader(),
         )
-    if state is PgRunState.UNREACHABLE:
-        return decision(
-            "renew_while_postgres_unreachable",
-            f"leader in term {term}; Postgres does not answer its probe",
-            RenewLeader(),
-        )
     if state is PgRunState.NO_DATA:
         return decision(
             "release_without_data",
@@ -86,6 +83,44 @@ def lead(obs: Observation, policy: Policy) -> Decision | None:
             ReleaseLeader(),
         )
     return _restart_or_release(obs, policy)
+
+
+def _unhealthy_primary(obs: Observation, policy: Policy) -> Decision | None:
+    """Gray failures: a Postgres that runs but does not answer, or answers but cannot commit
+    (hung disk, frozen postmaster), is not healthy. Keep the key for primary_unhealthy_timeout
+    (a slow disk may recover), then kill Postgres and only then release the key (DESIGN rule
+    7): a frozen postmaster ignores pg_ctl stop, and woken later it would serve its open
+    sessions read-write beside the new primary."""
+    local = obs.local
+    if local.run_state is PgRunState.UNREACHABLE:
+        what = "answered its probe"
+    elif local.run_state is PgRunState.RUNNING and local.commit_failure is not None:
+        what = "committed"
+    else:
+        return None
+    since = obs.node.primary_unhealthy_since
+    unhealthy_for = 0.0 if since is None else max(0.0, obs.now - since)
+    timeout = policy.primary_unhealthy_timeout_seconds
+    failure = local.commit_failure or "no answer"
+    if unhealthy_for < timeout:
+        return decision(
+            "renew_while_primary_unhealthy",
+            f"leader in term {obs.node.claimed_term}; Postgres has not {what} for "
+            f"{unhealthy_for:.0f} s of primary_unhealthy_timeout {timeout:g} s ({failure})",
+            RenewLeader(),
+        )
+    return decision(
+        "release_unhealthy_primary",
+        f"Postgres has not {what} for {unhealthy_for:.0f} s, past primary_unhealthy_timeout "
+        f"({timeout:g} s) ({failure}): killing it, then releasing the key so that a healthy "
+        "replica takes over",
+        # Renew first: if some process survives SIGKILL (stuck in the kernel), the stop fails,
+        # the release never runs, and this node keeps the key rather than letting it lapse
+        # while its Postgres may still commit (DESIGN rule 7).
+        RenewLeader(),
+        StopPostgres("immediate", fence=True),
+        ReleaseLeader(),
+    )
 
 
 def _restart_or_release(obs: Observation, policy: Policy) -> Decision:

@@ -18,6 +18,7 @@ from pgha.core.actions import (
 )
 from pgha.core.decision import Decision, decision
 from pgha.core.model import MemberRequest, Observation, PgRunState, Policy
+from pgha.core.rules_bootstrap import clone_source
 
 
 def serve_request(obs: Observation, policy: Policy) -> Decision | None:
@@ -75,13 +76,13 @@ def _reinit(obs: Observation, request: MemberRequest) -> Decision:
     if source is None or not source.host:
         return _refuse(obs, request, f"the leader {leader.holder} has published no address")
     stop = (StopPostgres("fast"),) if obs.local.running else ()
+    source_name, from_what = clone_source(cluster, obs.node.name)
     return decision(
         "reinit_on_request",
-        f"{_who(request)}: moving the data directory aside and cloning from the leader "
-        f"{leader.holder}",
+        f"{_who(request)}: moving the data directory aside and cloning from {from_what}",
         ConsumeRequest(request.id, request.action),
         *stop,
-        Clone(leader.holder),
+        Clone(source_name),
         StartPostgres(upstream=leader.holder),
     )
 

@@ -110,8 +110,8 @@ def switchover_candidate(
     for member in cluster.members.values():
         if member.name == leader or (wanted is not None and member.name != wanted):
             continue
-        if member.tags.nofailover:
-            reasons.append(f"{member.name} is tagged nofailover")
+        if member.tags.never_promoted is not None:
+            reasons.append(f"{member.name} is {member.tags.never_promoted}")
         elif not member.streaming or member.upstream != leader:
             reasons.append(f"{member.name} does not stream from {leader}")
         elif member.system_identifier not in (None, cluster.system_identifier):
@@ -120,9 +120,11 @@ def switchover_candidate(
                 f"({member.system_identifier}, this cluster is {cluster.system_identifier})"
             )
         elif member.position is None or not peer_is_eligible(member, cluster, policy):
+            seconds = policy.maximum_lag_seconds_on_failover
+            also = f" and {seconds:g} s" if seconds > 0 else ""
             reasons.append(
                 f"{member.name} is not a healthy replica on the latest timeline within "
-                f"maximum_lag_on_failover ({policy.maximum_lag_on_failover_bytes} bytes)"
+                f"maximum_lag_on_failover ({policy.maximum_lag_on_failover_bytes} bytes){also}"
             )
         else:
             found.append(Candidate(member.name, member.position, member.tags.failover_priority))

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable
 from typing import Protocol
 
-import requests
+import urllib3
 
 from pgha.adapters.etcd_store import EtcdStore
 from pgha.adapters.memory_store import MemoryEtcd, MemoryStore
@@ -90,14 +90,14 @@ class EtcdHarness:
         def b64(text: str) -> str:
             return base64.b64encode(text.encode()).decode()
 
-        with requests.Session() as session:
-            session.trust_env = False
-            reply = session.post(
-                f"{self.endpoint}/v3/kv/put",
-                json={"key": b64(self.prefix + key), "value": b64(value)},
-                timeout=5,
-            )
-            reply.raise_for_status()
+        reply = urllib3.request(
+            "POST",
+            f"{self.endpoint}/v3/kv/put",
+            json={"key": b64(self.prefix + key), "value": b64(value)},
+            timeout=5,
+            retries=False,
+        )
+        assert reply.status == 200, reply.data
 
     def close(self) -> None:
         for store in self._stores:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pgha.adapters.postgres import PostgresControl, Upstream
+from pgha.adapters.postgres_state import parse_lsn
 from pgha.errors import PostgresError
 from tests.fixtures.postgres import (
     REPLICATION_PASSWORD,
@@ -317,3 +318,27 @@ def test_postgres_runs_as_the_os_user_without_the_agents_environment(
         names = {entry.partition(b"=")[0].decode() for entry in environ if entry}
         assert not names & {"NOTIFY_SOCKET", "WATCHDOG_USEC", "PGPORT", "PGHOST"}
         assert Path(f"/proc/{pid}").stat().st_uid == node.data_dir.stat().st_uid
+
+
+def test_a_slot_is_advanced_but_never_past_what_the_server_has(pg_factory: PgFactory) -> None:
+    node = pg_factory.primary("p")
+    node.control.create_slot("other")
+    (before,) = node.control.list_slots()
+    assert before.wal_status == "reserved"
+    assert before.restart_lsn is not None
+    node.sql("SELECT pg_switch_wal()")
+    moved_to = node.control.advance_slot("other", 2**63)
+    (flushed,) = node.sql("SELECT pg_current_wal_flush_lsn()::text")[0]
+    assert moved_to is not None
+    assert before.restart_lsn < moved_to <= parse_lsn(flushed)
+    assert node.control.advance_slot("other", before.restart_lsn) is None  # never backwards
+    assert node.control.advance_slot("missing", moved_to) is None
+
+
+def test_a_clone_creates_its_slot_on_the_source_when_missing(pg_factory: PgFactory) -> None:
+    primary = pg_factory.primary("p")
+    replica = pg_factory.node("r")
+    replica.control.clone(primary.upstream("r_new"))
+    assert [slot.name for slot in primary.control.list_slots()] == ["r_new"]
+    replica.control.start_replica(primary.upstream("r_new"))
+    wait_until(lambda: primary.control.list_slots()[0].active, what="the slot is in use")

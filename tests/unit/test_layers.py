@@ -1,7 +1,7 @@
 """The layering rules of DESIGN.md section 1, checked by reading the imports.
 
 pgha/core is pure: the standard library's value and logic modules only. Only the adapters
-talk to the outside world (psycopg, the etcd client, requests, subprocess).
+talk to the outside world (psycopg, urllib3 for etcd, subprocess).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "pgha"
-IO_MODULES = {"psycopg", "etcd3gw", "requests", "subprocess"}
+IO_MODULES = {"psycopg", "urllib3", "etcd3gw", "requests", "subprocess"}
 IMPURE_FOR_CORE = IO_MODULES | {
     "socket",
     "threading",

@@ -33,6 +33,24 @@ def test_the_sleep_ends_when_the_watched_process_exits() -> None:
         wakeups.close()
 
 
+def test_it_says_whose_exit_ends_the_sleep() -> None:
+    """The main thread naps long only while a pidfd reports the postmaster's exit."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    wakeups = Wakeups()
+    try:
+        assert wakeups.reports_exit_of(None)
+        assert not wakeups.reports_exit_of(child.pid)
+        wakeups.watch_process(child.pid)
+        assert wakeups.reports_exit_of(child.pid)
+        child.kill()
+        wakeups.sleep(30)
+        assert not wakeups.reports_exit_of(child.pid), "an exited process is not watched"
+    finally:
+        child.kill()
+        child.wait()
+        wakeups.close()
+
+
 def test_wake_from_another_thread_and_a_signal_end_the_sleep() -> None:
     wakeups = Wakeups()
     previous = signal.signal(signal.SIGUSR1, lambda signum, frame: None)
@@ -75,5 +93,5 @@ def test_the_guard_imports_neither_pydantic_nor_the_database_and_etcd_clients() 
         text=True,
         check=True,
     ).stdout.split()
-    heavy = {"pydantic", "pydantic_settings", "psycopg", "requests", "etcd3gw", "typer"}
+    heavy = {"pydantic", "pydantic_settings", "psycopg", "urllib3", "typer"}
     assert heavy.isdisjoint({name.split(".")[0] for name in loaded})

@@ -308,7 +308,9 @@ def test_every_node_elects_the_same_single_best_candidate(
     eligible = [
         Candidate(n, m.position or 0, m.tags.failover_priority)
         for n, m in members.items()
-        if not m.tags.nofailover and m.timeline == 2 and last_primary - (m.position or 0) <= 1000
+        if m.tags.never_promoted is None
+        and m.timeline == 2
+        and last_primary - (m.position or 0) <= 1000
     ]
     if eligible:
         assert takers == [min(eligible, key=Candidate.rank).name]

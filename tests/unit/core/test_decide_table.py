@@ -253,9 +253,9 @@ CASES: list[Case] = [
         (RenewLeader(),),
     ),
     (
-        "primary probe times out: keep renewing",
+        "primary probe times out: keep renewing until primary_unhealthy_timeout",
         held(primary(run_state=PgRunState.UNREACHABLE)),
-        "renew_while_postgres_unreachable",
+        "renew_while_primary_unhealthy",
         (RenewLeader(),),
     ),
     # --- another node holds the key -------------------------------------------------------

@@ -1,0 +1,85 @@
+"""Tags against real agents: failover_priority decides between replicas at the same position,
+a nofailover replica is never promoted, and noloadbalance takes a replica out of /replica."""
+
+from __future__ import annotations
+
+import http.client
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.fixtures.agent_node import AgentNode
+from tests.fixtures.cluster import TIMERS, Cluster
+from tests.fixtures.ops import pgha
+
+pytestmark = pytest.mark.integration
+
+AgentCluster = Callable[..., Cluster]
+
+
+def api_status(node: AgentNode, path: str) -> int:
+    connection = http.client.HTTPConnection(node.host, node.api_port, timeout=3)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def lead_with(cluster: Cluster, wanted: AgentNode) -> None:
+    """Make `wanted` the leader with a switchover, unless it already is."""
+    if cluster.wait_healthy(timeout=120) is wanted:
+        return
+    done = pgha(cluster, "switchover", "--candidate", wanted.name, "--yes")
+    cluster.check(done.returncode == 0, done.stdout + done.stderr)
+    cluster.wait_until(lambda: cluster.healthy() is wanted, what=f"{wanted.name} leads", timeout=90)
+
+
+def member_record(cluster: Cluster, name: str) -> dict[str, Any]:
+    record: dict[str, Any] = cluster.etcd_get(f"members/{name}") or {}
+    return record
+
+
+@pytest.mark.timeout(420)
+def test_priority_and_nofailover_decide_failovers_and_noloadbalance_leaves_the_pool(
+    agent_cluster: AgentCluster,
+) -> None:
+    # n2 sorts before n3 by name, so only its priority makes n3 win a tie.
+    cluster = agent_cluster(
+        3,
+        node_settings={
+            "n2": {"tags": {"noloadbalance": True}},
+            "n3": {"tags": {"failover_priority": 2}},
+        },
+    )
+    n1, n2, n3 = cluster.nodes
+    lead_with(cluster, n1)
+
+    # noloadbalance: a streaming replica out of the /replica pool, still /read-only.
+    cluster.check(api_status(n2, "/replica") == 503, "n2 is tagged noloadbalance")
+    cluster.check(api_status(n2, "/read-only") == 200, "/read-only ignores noloadbalance")
+    cluster.check(api_status(n3, "/replica") == 200, "n3 is an ordinary replica")
+    cluster.check(member_record(cluster, "n2")["tags"]["noloadbalance"] is True, "published")
+
+    # failover_priority: no writes, so n2 and n3 stand at the same position.
+    n1.kill_host()
+    winner = cluster.wait_healthy([n2, n3], timeout=90)
+    cluster.check(winner is n3, f"{winner.name} was promoted; n3 has failover_priority 2")
+
+    # nofailover: n1 rejoins tagged so; n1 sorts first by name, yet n2 must win.
+    n1.write_config(cluster.etcd.endpoint, {**TIMERS, "tags": {"nofailover": True}})
+    n1.start()
+    cluster.wait_healthy(timeout=120)
+    cluster.wait_until(
+        lambda: member_record(cluster, "n1").get("tags", {}).get("nofailover"),
+        what="n1 publishes its nofailover tag",
+    )
+    n3.kill_host()
+    winner = cluster.wait_healthy([n1, n2], timeout=90)
+    cluster.check(winner is n2, f"{winner.name} was promoted; n1 is tagged nofailover")
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        cluster.check(not cluster.is_primary(n1), "the nofailover member became a primary")
+        time.sleep(0.5)
