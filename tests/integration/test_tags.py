@@ -32,8 +32,15 @@ def lead_with(cluster: Cluster, wanted: AgentNode) -> None:
     """Make `wanted` the leader with a switchover, unless it already is."""
     if cluster.wait_healthy(timeout=120) is wanted:
         return
-    done = pgha(cluster, "switchover", "--candidate", wanted.name, "--yes")
-    cluster.check(done.returncode == 0, done.stdout + done.stderr)
+    # Right after bootstrap a replica's published position may trail the leader's by more
+    # than the lag limit until it publishes again: the CLI refuses until then.
+    cluster.wait_until(
+        lambda: (
+            pgha(cluster, "switchover", "--candidate", wanted.name, "--yes").returncode == 0 or None
+        ),
+        what=f"a switchover to {wanted.name} is accepted and done",
+        timeout=120,
+    )
     cluster.wait_until(lambda: cluster.healthy() is wanted, what=f"{wanted.name} leads", timeout=90)
 
 
