@@ -12,14 +12,12 @@ from __future__ import annotations
 import math
 import shlex
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Self
 
 import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -33,6 +31,8 @@ from pydantic_settings import (
 )
 
 from pgha.errors import ConfigError
+from pgha.settings_api import ApiSettings
+from pgha.settings_base import Address, EtcdEndpoint, Section, split_address
 
 GUARD_POLL_INTERVAL_SECONDS = 0.5
 """How late the guard may notice a passed deadline, at worst: it sleeps until the deadline
@@ -41,39 +41,7 @@ GUARD_LONGEST_SLEEP_SECONDS = 2.0
 """The guard's longest sleep between two looks at the deadline file."""
 
 
-def split_address(address: str) -> tuple[str, int]:
-    """Split `host:port` (IPv6 as `[::1]:5432`) into its parts; raises ValueError when malformed."""
-    host, sep, port_text = address.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
-        raise ValueError(f"expected host:port, got {address!r}")
-    port = int(port_text)
-    if not 0 < port < 65536:
-        raise ValueError(f"port must be between 1 and 65535, got {port}")
-    return host.strip("[]"), port
-
-
-def _check_address(address: str) -> str:
-    split_address(address)
-    return address
-
-
-def _check_endpoint(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme not in ("http", "https"):
-        raise ValueError(f"expected http://host:port or https://host:port, got {url!r}")
-    _check_address(rest.rstrip("/"))
-    return url.rstrip("/")
-
-
-Address = Annotated[str, AfterValidator(_check_address)]
-EtcdEndpoint = Annotated[str, AfterValidator(_check_endpoint)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _PasswordSource(_Section):
+class _PasswordSource(Section):
     """A password given inline, or in a file (never both); the environment can set either."""
 
     password: SecretStr | None = None
@@ -118,7 +86,7 @@ class EtcdSettings(_PasswordSource):
         return self
 
 
-class PostgresSettings(_Section):
+class PostgresSettings(Section):
     data_dir: Path
     bin_dir: Path = Path("/usr/lib/postgresql/15/bin")
     listen: Address = "127.0.0.1:5432"
@@ -129,99 +97,13 @@ class PostgresSettings(_Section):
     )
     superuser: Credentials = Credentials(username="postgres")
     replication: Credentials = Credentials(username="replicator")
-    parameters: dict[str, str | int | float | bool] = {}
-    pg_hba: list[str] = []
+    parameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    pg_hba: list[str] = Field(default_factory=list)
     os_user: str = "postgres"
 
     @property
     def port(self) -> int:
         return split_address(self.listen)[1]
-
-
-class ApiTlsSettings(_Section):
-    """HTTPS for the API: off unless `cert` and `key` are given."""
-
-    cert: Path | None = None
-    key: Path | None = None
-    ca_cert: Path | None = Field(
-        default=None, description="the CA that signs the client certificates to accept"
-    )
-    verify_client: Literal["none", "optional", "required"] = "none"
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        if (self.cert is None) != (self.key is None):
-            raise ValueError("cert and key go together: give both or neither")
-        if self.verify_client != "none" and self.ca_cert is None:
-            raise ValueError(
-                f"verify_client: {self.verify_client} needs ca_cert, the CA that signs the "
-                "client certificates to accept"
-            )
-        if self.cert is None and (self.ca_cert is not None or self.verify_client != "none"):
-            raise ValueError(
-                "ca_cert and verify_client need cert and key: clients are verified over TLS only"
-            )
-        return self
-
-    @property
-    def enabled(self) -> bool:
-        return self.cert is not None
-
-
-def token_problem(text: str) -> str | None:
-    """Why `text` cannot be a bearer token, without quoting it; None when it can."""
-    if 0 < len(text) <= 1024 and text.isascii() and text.isprintable() and " " not in text:
-        return None
-    return "a token is 1 to 1024 visible ASCII characters without spaces (it goes in a header)"
-
-
-def _check_token(token: SecretStr | None) -> SecretStr | None:
-    problem = token_problem(token.get_secret_value()) if token is not None else None
-    if problem is not None:
-        raise ValueError(problem)
-    return token
-
-
-class ApiAuthSettings(_Section):
-    """Credentials for /cluster, /history and /metrics; the health checks stay open.
-
-    A bearer token (inline or in a file, never both) and/or a client certificate verified
-    against api.tls.ca_cert; when both are set, either one is enough. Neither: no auth.
-    """
-
-    token: Annotated[SecretStr | None, AfterValidator(_check_token)] = None
-    token_file: Path | None = None
-    client_cert: bool = False
-
-    @model_validator(mode="after")
-    def _one_token_source(self) -> Self:
-        if self.token is not None and self.token_file is not None:
-            raise ValueError("give either token or token_file, not both")
-        return self
-
-    @property
-    def required(self) -> bool:
-        return self.token is not None or self.token_file is not None or self.client_cert
-
-
-class ApiSettings(_Section):
-    listen: Address = "127.0.0.1:8008"
-    tls: ApiTlsSettings = ApiTlsSettings()
-    auth: ApiAuthSettings = ApiAuthSettings()
-
-    @property
-    def url(self) -> str:
-        """The API's base URL as peers and operators should call it: https once TLS is on."""
-        return f"{'https' if self.tls.enabled else 'http'}://{self.listen}"
-
-    @model_validator(mode="after")
-    def _client_cert_needs_verification(self) -> Self:
-        if self.auth.client_cert and self.tls.verify_client == "none":
-            raise ValueError(
-                "auth.client_cert needs tls.verify_client: optional or required (and "
-                "tls.ca_cert); without them no client certificate is ever verified"
-            )
-        return self
 
 
 def _command_list(value: Any) -> Any:
@@ -244,7 +126,7 @@ HookCommands = Annotated[
 ]
 
 
-class HookSettings(_Section):
+class HookSettings(Section):
     """Commands run by the agent around role changes (see pgha/agent/hooks.py)."""
 
     pre_promote: HookCommands = Field(
@@ -259,7 +141,7 @@ class HookSettings(_Section):
         return bool(self.pre_promote or self.on_role_change)
 
 
-class TagSettings(_Section):
+class TagSettings(Section):
     nofailover: bool = Field(default=False, description="never promoted")
     failover_priority: int = Field(
         default=1,

@@ -32,7 +32,8 @@ from psycopg.conninfo import make_conninfo
 from pgha.adapters.pg_process import RunAs
 from pgha.adapters.postgres_state import Upstream
 from pgha.errors import PostgresError
-from pgha.settings import PostgresSettings, split_address
+from pgha.settings import PostgresSettings
+from pgha.settings_base import split_address
 
 PGHA_CONF = "pgha.conf"
 SYNC_CONF = "pgha-sync.conf"

@@ -13,7 +13,8 @@ from typing import Any
 
 from pgha.adapters.store import ENDPOINT, ClusterSnapshot, ClusterStore, LeaderClaim, Lease, Record
 from pgha.dsn import multi_host_dsn
-from pgha.settings import Settings, split_address
+from pgha.settings import Settings
+from pgha.settings_base import split_address
 
 
 def endpoint_record(settings: Settings, claim: LeaderClaim) -> dict[str, Any]:

@@ -25,7 +25,8 @@ from pgha.adapters.store import (
 from pgha.agent.runtime import Runtime
 from pgha.core.decision import Decision
 from pgha.core.model import LocalPostgres, PgRunState, format_lsn
-from pgha.settings import Settings, split_address
+from pgha.settings import Settings
+from pgha.settings_base import split_address
 
 POSITION_PUBLISH_BYTES = 1024 * 1024
 POSITION_PUBLISH_SECONDS = 60.0

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from http import HTTPStatus
 
 from pgha.errors import ConfigError
-from pgha.settings import ApiAuthSettings, ApiSettings, split_address, token_problem
+from pgha.settings_api import ApiAuthSettings, ApiSettings, token_problem
+from pgha.settings_base import split_address
 
 PROTECTED_PATHS = frozenset({"/cluster", "/history", "/metrics"})
 _CHALLENGE = 'Bearer realm="pgha"'

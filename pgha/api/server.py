@@ -36,7 +36,8 @@ from pgha.api.node_report import NodeReport
 from pgha.api.routes import Answer, error_answer, route
 from pgha.api.tls import accept_tls, client_certificate_verified, server_context
 from pgha.errors import ConfigError, PghaError
-from pgha.settings import ApiAuthSettings, ApiTlsSettings, split_address
+from pgha.settings_api import ApiAuthSettings, ApiTlsSettings
+from pgha.settings_base import split_address
 
 log = logging.getLogger("pgha.api")
 

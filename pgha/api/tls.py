@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from pgha.errors import ConfigError
-from pgha.settings import ApiTlsSettings
+from pgha.settings_api import ApiTlsSettings
 
 log = logging.getLogger("pgha.api")
 

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pgha.settings import load_settings, split_address
+from pgha.settings import load_settings
+from pgha.settings_base import split_address
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"

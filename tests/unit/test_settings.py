@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from pgha.errors import ConfigError
-from pgha.settings import check_timers, load_settings, masked, split_address
+from pgha.settings import check_timers, load_settings, masked
+from pgha.settings_base import split_address
 
 GOOD = """\
 cluster: main

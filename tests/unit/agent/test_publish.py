@@ -13,7 +13,8 @@ from pgha.agent.publish import member_record
 from pgha.agent.runtime import Runtime
 from pgha.core.decision import Decision
 from pgha.core.model import LocalPostgres, PgRunState
-from pgha.settings import ApiSettings, ApiTlsSettings, PostgresSettings, Settings
+from pgha.settings import PostgresSettings, Settings
+from pgha.settings_api import ApiSettings, ApiTlsSettings
 
 PLAIN = ApiSettings(listen="10.0.0.1:8008")
 TLS = ApiSettings(

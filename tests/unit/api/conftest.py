@@ -9,7 +9,7 @@ import pytest
 
 from pgha.api.node_report import NodeReport
 from pgha.api.server import ApiServer
-from pgha.settings import ApiAuthSettings, ApiTlsSettings
+from pgha.settings_api import ApiAuthSettings, ApiTlsSettings
 from tests.fixtures.etcd import TlsFiles, _openssl_leaf, make_tls_files
 from tests.fixtures.postgres import free_port
 from tests.unit.api.reports import report

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from pgha.api.auth import PROTECTED_PATHS, ApiAuth
 from pgha.api.routes import HEALTH_CHECKS
 from pgha.errors import ConfigError
-from pgha.settings import ApiAuthSettings
+from pgha.settings_api import ApiAuthSettings
 from tests.unit.api.conftest import Serve
 from tests.unit.api.wire import bearer, get, header, status_of
 

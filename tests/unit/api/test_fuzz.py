@@ -22,7 +22,7 @@ from pgha.api import server as api_server
 from pgha.api.auth import PROTECTED_PATHS
 from pgha.api.routes import HEALTH_CHECKS, PATHS
 from pgha.api.server import ApiServer
-from pgha.settings import ApiAuthSettings
+from pgha.settings_api import ApiAuthSettings
 from tests.fixtures.etcd import TlsFiles
 from tests.fixtures.postgres import free_port
 from tests.unit.api.conftest import Serve

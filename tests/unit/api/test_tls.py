@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from pgha.api import server as api_server
 from pgha.api.server import ApiServer, ApiUnavailable
 from pgha.api.tls import server_context
-from pgha.settings import ApiAuthSettings, ApiTlsSettings
+from pgha.settings_api import ApiAuthSettings, ApiTlsSettings
 from tests.fixtures.etcd import TlsFiles, _openssl
 from tests.fixtures.postgres import free_port
 from tests.unit.api.conftest import Serve

@@ -8,7 +8,7 @@ import socket
 import ssl
 from pathlib import Path
 
-from pgha.settings import ApiTlsSettings
+from pgha.settings_api import ApiTlsSettings
 from tests.fixtures.etcd import TlsFiles
 
 
