@@ -65,9 +65,14 @@ def test_priority_and_nofailover_decide_failovers_and_noloadbalance_leaves_the_p
     lead_with(cluster, n1)
 
     # noloadbalance: a streaming replica out of the /replica pool, still /read-only.
-    cluster.check(api_status(n2, "/replica") == 503, "n2 is tagged noloadbalance")
+    # After the setup switchover both replicas must stream from n1 again first.
+    cluster.wait_healthy(timeout=60)
+    cluster.wait_until(
+        lambda: api_status(n3, "/replica") == 200 or None,
+        what="n3, an ordinary streaming replica, answers 200 on /replica",
+    )
     cluster.check(api_status(n2, "/read-only") == 200, "/read-only ignores noloadbalance")
-    cluster.check(api_status(n3, "/replica") == 200, "n3 is an ordinary replica")
+    cluster.check(api_status(n2, "/replica") == 503, "n2 is tagged noloadbalance")
     cluster.check(member_record(cluster, "n2")["tags"]["noloadbalance"] is True, "published")
 
     # failover_priority: no writes, so n2 and n3 stand at the same position.
