@@ -124,9 +124,9 @@ class EtcdTransport:
     def new_pool(self) -> urllib3.PoolManager:
         """Connections with our TLS settings; the watch uses a pool of its own.
 
-        Without `ca_cert` the system's trust store verifies etcd. No environment variable
-        changes that (REQUESTS_CA_BUNDLE, proxies): the configured CA is the only one that
-        counts, and loopback traffic never goes through a proxy.
+        With `ca_cert` that CA alone verifies etcd; without it, OpenSSL's default trust
+        store (the system's, unless SSL_CERT_FILE or SSL_CERT_DIR say otherwise).
+        REQUESTS_CA_BUNDLE and the proxy variables play no part: urllib3 reads neither.
         """
         tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED"}
         if self._ca_cert is not None:

@@ -319,7 +319,9 @@ class PostgresControl(PostgresNode):
                 for name, active, lsn, status in rows
             )
 
-        return self.session.run(read, timeout_seconds=self.sql_timeout_seconds, what="list slots")
+        return self.session.run(
+            read, timeout_seconds=self.sql_timeout_seconds, what="list slots", reuse=True
+        )
 
     def advance_slot(self, name: str, target: int) -> int | None:
         """pg_replication_slot_advance towards `target`, never past what this server has
@@ -340,7 +342,10 @@ class PostgresControl(PostgresNode):
             return None if row is None or row[0] is None else parse_lsn(row[0])
 
         return self.session.run(
-            advance, timeout_seconds=self.sql_timeout_seconds, what=f"advance slot {name}"
+            advance,
+            timeout_seconds=self.sql_timeout_seconds,
+            what=f"advance slot {name}",
+            reuse=True,
         )
 
     def clone(self, source: Upstream, *, timeout_seconds: float = 600.0) -> None:

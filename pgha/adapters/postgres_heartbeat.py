@@ -43,4 +43,6 @@ def write_heartbeat(session: PgSession, *, timeout_seconds: float) -> float:
         assert row is not None  # INSERT ... RETURNING always returns the row
         return float(row[0])
 
-    return session.run(write, timeout_seconds=timeout_seconds, what="write the heartbeat row")
+    return session.run(
+        write, timeout_seconds=timeout_seconds, what="write the heartbeat row", reuse=True
+    )

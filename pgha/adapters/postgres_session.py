@@ -9,11 +9,15 @@ at once; the worker then closes the connection and ends. Connection set-up is bo
 `connect_timeout`, which psycopg enforces on the client side as well.
 
 A call connects afresh unless it asks to `reuse` the session's idle connection, which only
-read-only work that sets no session state should do (the agent's per-cycle probe): that
-saves a connection set-up and a backend fork per cycle. The idle connection is kept only
-after a call that succeeded and left no transaction open, and it is dropped, before
-anything is sent on it, when its socket has something to read: the server closed it (a
-restart, a termination) or reported a change (a promotion).
+work that leaves no session state behind should do (SET LOCAL inside a transaction is fine,
+a plain SET is not): the agent's per-cycle probe, heartbeat and slot upkeep. That saves a
+connection set-up and a backend fork per call, and such calls also run on a worker thread
+that waits for the next one instead of a new thread each time (a worker whose call overran
+its deadline is retired, never reused). One idle connection is kept per timeout
+(its statement_timeout is set when it connects), only after a call that succeeded and left
+no transaction open, and it is dropped, before anything is sent on it, when its socket has
+something to read: the server closed it (a restart, a termination) or reported a change (a
+promotion).
 
 The local session connects as the superuser over the unix socket (never as an application
 user, so exhausted application connection slots are not mistaken for a dead server).
@@ -24,11 +28,14 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import queue
 import select
 import socket
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Generic, TypeVar, cast
 
 import psycopg
@@ -43,6 +50,25 @@ T = TypeVar("T")
 Connection = psycopg.Connection[tuple[Any, ...]]
 Work = Callable[[Connection], T]
 APPLICATION_NAME = "pgha"
+
+
+class _Worker:
+    """A daemon thread that runs calls one after another until it is retired."""
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, daemon=True, name="pgha-sql").start()
+
+    def submit(self, call: Callable[[], None]) -> None:
+        self._calls.put(call)
+
+    def retire(self) -> None:
+        """End the thread once the call under way, if any, has returned."""
+        self._calls.put(None)
+
+    def _serve(self) -> None:
+        while (call := self._calls.get()) is not None:
+            call()
 
 
 @dataclass
@@ -63,53 +89,78 @@ class PgSession:
         self.where = where
         self._conninfo = conninfo
         self._idle_lock = threading.Lock()
-        self._idle: Connection | None = None
+        self._idle: dict[int, Connection] = {}
+        """Idle connections kept for `reuse` calls, by their statement_timeout (ms)."""
+        self._worker: _Worker | None = None
+        """The thread that waits for the next `reuse` call."""
 
     def run(self, work: Work[T], *, timeout_seconds: float, what: str, reuse: bool = False) -> T:
         """Connect, call `work(connection)` in autocommit mode, close; return its result.
-        With `reuse`, take the idle connection of an earlier `reuse` call if it is still
-        sound, and keep this one for the next instead of closing it.
+        With `reuse`, take the idle connection of an earlier `reuse` call with the same
+        timeout if it is still sound, and keep this one for the next instead of closing it.
 
         Raises PostgresUnreachable when the server does not answer in time or cannot be
         connected to, PostgresError when it answers with an error.
         """
         attempt: _Attempt[T] = _Attempt()
-        worker = threading.Thread(
-            target=self._work,
-            args=(attempt, work, timeout_seconds, reuse),
-            daemon=True,
-            name=f"pgha-sql {what}",
-        )
-        worker.start()
+        call = partial(self._work, attempt, work, timeout_seconds, reuse)
+        worker = self._take_worker() if reuse else None
+        if worker is not None:
+            worker.submit(call)
+        else:
+            threading.Thread(target=call, daemon=True, name=f"pgha-sql {what}").start()
         if not attempt.done.wait(timeout_seconds):
+            if worker is not None:
+                worker.retire()  # it may stay stuck until the abandoned socket breaks
             self._abandon(attempt)
             raise PostgresUnreachable(
                 f"cannot {what}: Postgres ({self.where}) did not answer within "
                 f"{timeout_seconds:g} s; the connection was abandoned"
             )
+        if worker is not None:
+            self._keep_worker(worker)
         if attempt.error is not None:
             raise self._translate(attempt, what) from None
         return cast(T, attempt.result)  # set whenever error is None
 
     def close(self) -> None:
-        """Close the idle connection kept for `reuse` calls, if any."""
+        """Close the idle connections kept for `reuse` calls and end their worker."""
         with self._idle_lock:
-            idle, self._idle = self._idle, None
-        if idle is not None:
-            idle.close()
+            idle, self._idle = list(self._idle.values()), {}
+            worker, self._worker = self._worker, None
+        for connection in idle:
+            connection.close()
+        if worker is not None:
+            worker.retire()
+
+    def _take_worker(self) -> _Worker:
+        with self._idle_lock:
+            worker, self._worker = self._worker, None
+        if worker is None:
+            worker = _Worker()
+            # A session dropped without close() must not leave its thread waiting forever.
+            weakref.finalize(self, worker.retire)
+        return worker
+
+    def _keep_worker(self, worker: _Worker) -> None:
+        with self._idle_lock:
+            if self._worker is None:
+                self._worker = worker
+                return
+        worker.retire()  # another call's worker already waits: one is enough
 
     def _work(
         self, attempt: _Attempt[T], work: Work[T], timeout_seconds: float, reuse: bool
     ) -> None:
+        statement_ms = max(1, int(timeout_seconds * 1000))
         try:
-            connection = self._take_idle() if reuse else None
+            connection = self._take_idle(statement_ms) if reuse else None
             if connection is None:
                 connection = psycopg.connect(
                     autocommit=True,
                     # libpq counts whole seconds and treats less than 2 as 2.
                     connect_timeout=max(2, math.ceil(timeout_seconds)),
-                    # Set once per connection: a reused one keeps its first call's timeout.
-                    options=f"-c statement_timeout={max(1, int(timeout_seconds * 1000))}",
+                    options=f"-c statement_timeout={statement_ms}",
                     **self._conninfo,
                 )
         except BaseException as exc:  # handed to the caller's thread, never lost
@@ -133,26 +184,26 @@ class PgSession:
             with attempt.lock:
                 attempt.connection = None
                 kept = reuse and not attempt.abandoned and attempt.error is None
-                if not (kept and self._keep_idle(connection)):
+                if not (kept and self._keep_idle(statement_ms, connection)):
                     connection.close()
             attempt.done.set()
 
-    def _take_idle(self) -> Connection | None:
+    def _take_idle(self, statement_ms: int) -> Connection | None:
         with self._idle_lock:
-            idle, self._idle = self._idle, None
+            idle = self._idle.pop(statement_ms, None)
         if idle is not None and not _quiet(idle):
             idle.close()
             return None
         return idle
 
-    def _keep_idle(self, connection: Connection) -> bool:
+    def _keep_idle(self, statement_ms: int, connection: Connection) -> bool:
         """Keep `connection` for the next `reuse` call; False if it must be closed instead."""
         if connection.broken or connection.info.transaction_status != TransactionStatus.IDLE:
             return False
         with self._idle_lock:
-            if self._idle is not None:
+            if statement_ms in self._idle:
                 return False
-            self._idle = connection
+            self._idle[statement_ms] = connection
         return True
 
     @staticmethod

@@ -290,6 +290,7 @@ class Agent:
             self.guard.stop()
         self.api.stop()
         self.probe.close()
+        self.control.session.close()
         self.store.close()
         log.info("agent %s stopped", self.settings.node)
 
