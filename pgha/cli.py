@@ -19,6 +19,7 @@ import typer
 import yaml
 
 from pgha import __version__
+from pgha.adapters import allocator
 from pgha.agent.loop import Agent
 from pgha.agent.slots import slot_name_problem
 from pgha.api.auth import exposure_warnings
@@ -86,6 +87,11 @@ def configuration_warnings(settings: Settings) -> list[str]:
                 f"postgres.pg_hba: {line!r} lets the superuser {superuser!r} connect from "
                 "anywhere; restrict it to the network of the cluster"
             )
+    if settings.postgres.rewind is None:
+        warnings.append(
+            "postgres.rewind is not set: pg_rewind connects as the superuser; give it a "
+            "user of its own (username, password_file) and pgha grants it only what it needs"
+        )
     warnings.extend(exposure_warnings(settings.api))
     warnings.extend(ca_warnings(settings))
     return warnings
@@ -103,6 +109,7 @@ def _load_or_exit(config: Path) -> Settings:
 @app.command()
 def agent(config: ConfigOption = Path("/etc/pgha/pgha.yml")) -> None:
     """Run the HA agent for this node until SIGTERM (then stop Postgres cleanly and hand over)."""
+    allocator.limit_arenas()  # before any thread starts: a thread keeps the arena it got
     settings = _load_or_exit(config)
     setup_logging()
     try:

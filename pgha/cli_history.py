@@ -19,6 +19,8 @@ from pgha.history_summary import (
     UNKNOWN,
     Promotion,
     Summary,
+    describe_divergence,
+    divergences_of,
     iso_time,
     parse_promotions,
     select,
@@ -78,6 +80,8 @@ def _print_entries(
         echo(f"cluster {target.cluster!r}: no promotion recorded{since}")
     for promotion in listed:
         echo(_entry_line(promotion))
+        for divergence in divergences_of(promotion.entry):
+            echo(f"    pg_rewind discarded {describe_divergence(divergence)}")
 
 
 def _entry_line(promotion: Promotion) -> str:

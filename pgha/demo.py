@@ -83,7 +83,7 @@ class Demo:
             shutil.rmtree(self.workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / MARKER).write_text("made by pgha demo; removed by the next demo\n")
-        for name in ("superuser.pw", "replication.pw"):
+        for name in ("superuser.pw", "replication.pw", "rewind.pw"):
             secret = self.workdir / name
             secret.write_text(secrets.token_urlsafe(18) + "\n")
             secret.chmod(0o600)
@@ -140,6 +140,10 @@ class Demo:
                 "replication": {
                     "username": "replicator",
                     "password_file": str(self.workdir / "replication.pw"),
+                },
+                "rewind": {
+                    "username": "rewinder",
+                    "password_file": str(self.workdir / "rewind.pw"),
                 },
             },
             "api": {"listen": f"127.0.0.1:{FIRST_API_PORT + index}"},

@@ -236,3 +236,26 @@ def summary_document(summary: Summary) -> dict[str, Any]:
         "promotions_without_outage": summary.without_outage,
         "entries": [promotion.document() for promotion in summary.promotions],
     }
+
+
+DIVERGED = "diverged"
+"""The key of a rewind's discarded WAL range in a member record, and of the list of them in
+the history entry of the promotion that began the next timeline (agent/divergence.py)."""
+
+
+def describe_divergence(divergence: Mapping[str, Any]) -> str:
+    """One line for the log, `pgha history` and `pgha status`."""
+    end = divergence.get("to_at_least")
+    up_to = f" up to at least {end}" if end else ""
+    return (
+        f"{divergence.get('node')}'s WAL on timeline {divergence.get('timeline')} from "
+        f"{divergence.get('from')}{up_to} (rewound from {divergence.get('source')})"
+    )
+
+
+def divergences_of(entry: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The discarded WAL ranges recorded in a history entry (none in older entries)."""
+    listed = entry.get(DIVERGED)
+    if not isinstance(listed, list):
+        return []
+    return [item for item in listed if isinstance(item, Mapping)]

@@ -97,6 +97,13 @@ class PostgresSettings(Section):
     )
     superuser: Credentials = Credentials(username="postgres")
     replication: Credentials = Credentials(username="replicator")
+    rewind: Credentials | None = Field(
+        default=None,
+        description=(
+            "the user pg_rewind connects as: LOGIN and EXECUTE on the four functions it "
+            "calls, nothing more; unset, pg_rewind connects as the superuser"
+        ),
+    )
     parameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
     pg_hba: list[str] = Field(default_factory=list)
     os_user: str = "postgres"
@@ -316,6 +323,9 @@ def unreadable_files(settings: Settings) -> list[str]:
         "etcd.key": settings.etcd.key,
         "postgres.superuser.password_file": settings.postgres.superuser.password_file,
         "postgres.replication.password_file": settings.postgres.replication.password_file,
+        "postgres.rewind.password_file": (
+            settings.postgres.rewind.password_file if settings.postgres.rewind else None
+        ),
         "api.tls.cert": settings.api.tls.cert,
         "api.tls.key": settings.api.tls.key,
         "api.tls.ca_cert": settings.api.tls.ca_cert,

@@ -132,7 +132,17 @@ def _member(
             "code": _typed(decision, "code", str),
             "reason": _typed(decision, "reason", str),
         },
+        "request": _request(data),
     }
+
+
+def _request(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The last operator request the member served ({id, action, outcome, detail}), also
+    one pgha itself asked for (a re-clone after its slot was lost), or None."""
+    answer = data.get("request")
+    if not isinstance(answer, dict):
+        return None
+    return {key: _typed(answer, key, str) for key in ("id", "action", "outcome", "detail")}
 
 
 def _unreadable_member(name: str) -> dict[str, Any]:
@@ -151,6 +161,7 @@ def _unreadable_member(name: str) -> dict[str, Any]:
         "tags": {},
         "upstream": None,
         "decision": {"code": None, "reason": None},
+        "request": None,
     }
 
 

@@ -19,7 +19,6 @@ import time
 from typing import Any
 
 from psycopg import errors as pg_errors
-from psycopg import sql
 
 from pgha.adapters import postgres_files as files
 from pgha.adapters import postgres_rebuild
@@ -27,6 +26,7 @@ from pgha.adapters.pg_process import kill_postgres, live_postmaster, wait_until_
 from pgha.adapters.postgres_node import PostgresNode
 from pgha.adapters.postgres_session import Connection
 from pgha.adapters.postgres_state import ReplicationSlot, Upstream, format_lsn, parse_lsn
+from pgha.adapters.postgres_users import apply_users
 from pgha.errors import PostgresError
 
 _SLOT_NAME = re.compile(r"^[a-z0-9_]{1,63}$")
@@ -211,31 +211,12 @@ class PostgresControl(PostgresNode):
     # ---- users --------------------------------------------------------------------------
 
     def ensure_users(self) -> None:
-        """Create the replication user if missing; set both users' passwords (on a primary).
-
-        Passwords are hashed to SCRAM verifiers on our side, so the server (and its log,
-        should the statement ever be logged) never sees them in clear.
-        """
-        replication = self.settings.replication
-        superuser = self.settings.superuser
+        """Create or update pgha's database users on this primary (postgres_users). Run at
+        bootstrap and after every promotion, so that a user added to the settings later
+        exists once a node that names it has led."""
 
         def apply(connection: Connection) -> None:
-            connection.execute("SET log_statement = 'none'")
-            role = sql.Identifier(replication.username)
-            if not _one(connection, "SELECT count(*) FROM pg_roles WHERE rolname = %s",
-                        (replication.username,)):  # fmt: skip
-                connection.execute(sql.SQL("CREATE ROLE {} WITH REPLICATION LOGIN").format(role))
-            connection.execute(sql.SQL("ALTER ROLE {} WITH REPLICATION LOGIN").format(role))
-            for user in (replication, superuser):
-                password = user.secret()
-                if password is not None:
-                    verifier = connection.pgconn.encrypt_password(
-                        password.encode(), user.username.encode(), b"scram-sha-256"
-                    )
-                    statement = sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                        sql.Identifier(user.username), sql.Literal(verifier.decode())
-                    )
-                    connection.execute(statement)
+            apply_users(connection, self.settings)
 
         self.session.run(apply, timeout_seconds=self.sql_timeout_seconds, what="set up users")
 
@@ -352,9 +333,13 @@ class PostgresControl(PostgresNode):
         """A new replica of `source`: see postgres_rebuild.clone."""
         postgres_rebuild.clone(self, source, timeout_seconds=timeout_seconds)
 
-    def rewind(self, source: Upstream, *, timeout_seconds: float = 600.0) -> str:
+    def rewind(
+        self, source: Upstream, *, fork_lsn: int | None = None, timeout_seconds: float = 600.0
+    ) -> str:
         """Make this stopped old primary a replica of `source`: see postgres_rebuild.rewind."""
-        return postgres_rebuild.rewind(self, source, timeout_seconds=timeout_seconds)
+        return postgres_rebuild.rewind(
+            self, source, fork_lsn=fork_lsn, timeout_seconds=timeout_seconds
+        )
 
 
 def _row(connection: Connection, query: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...]:

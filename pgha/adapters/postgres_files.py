@@ -304,14 +304,18 @@ def _connect_networks(connect_address: str) -> list[str]:
 def render_pg_hba(settings: PostgresSettings) -> str:
     superuser = _hba_token(settings.superuser.username)
     replication = _hba_token(settings.replication.username)
+    rewind = _hba_token(settings.rewind.username) if settings.rewind is not None else None
     lines = [
-        "# Written by pgha from postgres.superuser, postgres.replication,",
+        "# Written by pgha from postgres.superuser, postgres.replication, postgres.rewind,",
         "# postgres.connect_address and postgres.pg_hba; every change here is overwritten.",
         f"local  all          {superuser}  peer map={IDENT_MAP}",
     ]
     for network in _connect_networks(settings.connect_address):
         lines.append(f"host   all          {superuser}  {network}  scram-sha-256")
         lines.append(f"host   replication  {replication}  {network}  scram-sha-256")
+        if rewind is not None:
+            # pg_rewind's functions run in the postgres database, and only there.
+            lines.append(f"host   postgres     {rewind}  {network}  scram-sha-256")
     for extra in settings.pg_hba:
         if any(ch in extra for ch in "\n\r\0"):
             raise PostgresError(f"postgres.pg_hba line {extra!r} contains a line break")
@@ -339,7 +343,8 @@ def _passfile_field(text: str) -> str:
 def render_passfile(settings: PostgresSettings) -> str:
     """Any host, port and database: the upstream moves, the users and passwords do not."""
     lines = []
-    for credentials in (settings.replication, settings.superuser):
+    users = (settings.replication, settings.superuser, settings.rewind)
+    for credentials in (user for user in users if user is not None):
         password = credentials.secret()
         if password is not None:
             user = _passfile_field(credentials.username)

@@ -167,6 +167,9 @@ def parse_control_data(text: str) -> ControlData:
             checkpoint_timeline=int(fields["Latest checkpoint's TimeLineID"]),
             min_recovery_end_lsn=parse_lsn(fields["Minimum recovery ending location"]),
             min_recovery_end_timeline=int(fields["Min recovery ending loc's timeline"]),
+            wal_segment_bytes=int(fields.get("Bytes per WAL segment", 16 * 1024 * 1024)),
+            data_checksums=fields.get("Data page checksum version", "0") != "0",
+            wal_log_hints=fields.get("wal_log_hints setting") == "on",
         )
     except (KeyError, ValueError) as exc:
         raise PostgresError(f"cannot parse pg_controldata output ({exc}): {text[:300]!r}") from None

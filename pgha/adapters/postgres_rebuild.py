@@ -10,6 +10,7 @@ why neither tool runs with -R. Passwords reach the tools through the passfile on
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from psycopg.conninfo import make_conninfo
@@ -17,7 +18,8 @@ from psycopg.conninfo import make_conninfo
 from pgha.adapters import postgres_files as files
 from pgha.adapters.postgres_node import PostgresNode
 from pgha.adapters.postgres_session import Connection, remote_session
-from pgha.adapters.postgres_state import Upstream
+from pgha.adapters.postgres_state import Upstream, parse_lsn
+from pgha.adapters.rewind_preflight import preflight
 from pgha.errors import PostgresError
 
 _SOURCE_SQL = """
@@ -120,24 +122,54 @@ def check_rewind_source(node: PostgresNode, source: Upstream) -> None:
         )
 
 
-def rewind(node: PostgresNode, source: Upstream, *, timeout_seconds: float) -> str:
+def rewind(
+    node: PostgresNode, source: Upstream, *, fork_lsn: int | None, timeout_seconds: float
+) -> str:
     """pg_rewind this stopped data directory against the primary `source`, then make it a
-    replica of `source` (not started). Returns pg_rewind's report.
+    replica of `source` (not started). Returns pg_rewind's report. `fork_lsn` is where the
+    source's timeline branched off this node's, if known (for the WAL preflight check).
 
-    standby.signal is removed first: pg_rewind finishes an unclean shutdown in single-user
-    mode, which refuses standby mode (traps 10b). A failed rewind leaves the data directory
-    for the operator; pgha never wipes it (it may hold the only copy of lost commits).
+    Raises RewindPreflightFailed, having changed nothing, when pg_rewind could not work
+    (rewind_preflight). standby.signal is removed first: pg_rewind finishes an unclean
+    shutdown in single-user mode, which refuses standby mode (traps 10b). A failed rewind
+    leaves the data directory for the operator; pgha never wipes it (it may hold the only
+    copy of lost commits).
     """
     what = f"rewind against {source}"
     node.refuse_if_running(what)
     node.require_initialized(what)
     check_rewind_source(node, source)
+    settings = node.settings
+    user = (settings.rewind or settings.superuser).username
+    preflight(
+        settings=settings,
+        control=node.read_control_data(),
+        pg_wal=node.paths.data_dir / "pg_wal",
+        source=source,
+        user=user,
+        fork_lsn=fork_lsn,
+        timeout_seconds=node.sql_timeout_seconds,
+    )
     files.remove_file(node.paths.standby_signal)
     files.remove_file(node.paths.recovery_signal)
     _write_passfile(node)
-    conninfo = _tool_conninfo(node, source, node.settings.superuser.username, dbname="postgres")
+    conninfo = _tool_conninfo(node, source, user, dbname="postgres")
     args = [f"--target-pgdata={node.paths.data_dir}", f"--source-server={conninfo}"]
     output = node.tools.run("pg_rewind", args, what=what, timeout_seconds=timeout_seconds)
     _become_replica_of(node, source)
     # pg_rewind reports on stderr ("servers diverged at ...", "no rewind required", "Done!").
     return (output.stdout + output.stderr).strip()
+
+
+_DIVERGED = re.compile(
+    r"servers diverged at WAL location ([0-9A-Fa-f]+/[0-9A-Fa-f]+) on timeline (\d+)"
+)
+
+
+def diverged_at(report: str) -> tuple[int, int] | None:
+    """(LSN, timeline) from pg_rewind's "servers diverged at WAL location X on timeline N":
+    this node's WAL on timeline N from X on is what the rewind discarded."""
+    found = _DIVERGED.search(report)
+    if found is None:
+        return None
+    return parse_lsn(found.group(1)), int(found.group(2))

@@ -85,9 +85,12 @@ class _Attempt(Generic[T]):
 class PgSession:
     """Runs one unit of work on a connection of its own, returning within the deadline."""
 
-    def __init__(self, where: str, **conninfo: Any) -> None:
+    def __init__(self, where: str, *, server_timeout: bool = True, **conninfo: Any) -> None:
+        """`server_timeout` False leaves statement_timeout as the server and the role set
+        it (to read it, say); the deadline of each call still holds on our side."""
         self.where = where
         self._conninfo = conninfo
+        self._server_timeout = server_timeout
         self._idle_lock = threading.Lock()
         self._idle: dict[int, Connection] = {}
         """Idle connections kept for `reuse` calls, by their statement_timeout (ms)."""
@@ -160,7 +163,7 @@ class PgSession:
                     autocommit=True,
                     # libpq counts whole seconds and treats less than 2 as 2.
                     connect_timeout=max(2, math.ceil(timeout_seconds)),
-                    options=f"-c statement_timeout={statement_ms}",
+                    options=f"-c statement_timeout={statement_ms}" if self._server_timeout else "",
                     **self._conninfo,
                 )
         except BaseException as exc:  # handed to the caller's thread, never lost

@@ -94,6 +94,10 @@ class ControlData:
     checkpoint_timeline: int
     min_recovery_end_lsn: int
     min_recovery_end_timeline: int
+    wal_segment_bytes: int = 16 * 1024 * 1024
+    data_checksums: bool = False
+    wal_log_hints: bool = False
+    """pg_rewind needs one of these two: hint-bit changes must reach the WAL."""
 
     @property
     def shut_down_cleanly(self) -> bool:

@@ -215,8 +215,9 @@ def _parse_requests(values: Mapping[str, Value], found: Problems) -> dict[str, M
             if not request_id or not action:
                 raise BadRecord("needs an id and an action")
             by = field_of(data, "by", str, "") or ""
+            reason = field_of(data, "reason", str, "") or ""
             requests[name] = MemberRequest(
-                request_id[:64], action[:32], by[:64], value.mod_revision
+                request_id[:64], action[:32], by[:64], value.mod_revision, reason[:200]
             )
         except BadRecord as exc:
             found.on(REQUESTS + name).append(f"request ignored: {exc}")

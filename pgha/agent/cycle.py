@@ -18,6 +18,7 @@ from pgha.adapters.postgres_state import PostgresState
 from pgha.adapters.store import ClusterSnapshot, ClusterStore
 from pgha.agent.cluster_view import parse_cluster
 from pgha.agent.cycle_record import CycleRecord
+from pgha.agent.divergence import record_divergences
 from pgha.agent.endpoint import publish_endpoint
 from pgha.agent.execute import Executor
 from pgha.agent.fencing_deadline import boottime
@@ -28,6 +29,7 @@ from pgha.agent.problem_log import ProblemLog
 from pgha.agent.publish import Publisher, member_record
 from pgha.agent.runtime import Runtime
 from pgha.agent.slots import SlotKeeper
+from pgha.agent.sync_log import SyncDegradationLog, degraded_now
 from pgha.core.actions import RenewLeader
 from pgha.core.decide import decide
 from pgha.core.decision import Decision
@@ -100,7 +102,9 @@ class Cycle:
         self.clock = clock
         self.policy = policy_from_settings(settings)
         self.publisher = Publisher(store, settings.node)
-        self.slots = SlotKeeper(executor.control, runtime)
+        executor.rebuild.announce = self._announce
+        self.slots = SlotKeeper(executor.control, runtime, store)
+        self.sync_log = SyncDegradationLog()
         self.last_decision: Decision | None = None
         # Read by the HTTP API's threads; each is replaced whole, never mutated.
         self.last: CycleRecord | None = None
@@ -129,6 +133,7 @@ class Cycle:
             state = self.probe.probe()
         heartbeat_at = self._write_heartbeat(state)
         self._publish(decision, view, state, heartbeat_at)
+        self._note_sync(view, state, outcomes)
         # After the plan and the publishing, so slots never delay a renewal (agent/slots.py).
         self.slots.keep(view, state, self.policy, self.clock())
         self._on_role_change(role_of(state), view)
@@ -182,6 +187,24 @@ class Cycle:
         elif runtime.no_leader_since is None:
             runtime.no_leader_since = now
             runtime.no_leader_revision = view.revision
+
+    def _note_sync(
+        self, view: ClusterView | None, state: PostgresState, outcomes: list[Outcome]
+    ) -> None:
+        """Log once when this leader's synchronous replication degrades or recovers."""
+        claim, mode = self.runtime.claim, self.policy.synchronous_mode
+        if claim is not None and (view is None or not state.is_primary):
+            return  # etcd or Postgres unread this cycle: nothing new is known, nothing said
+        term = claim.term if claim is not None else None
+        now = degraded_now(
+            leading=claim is not None,
+            mode=mode,
+            view=view,
+            outcomes=outcomes,
+            me=self.runtime.name,
+            term=term,
+        )
+        self.sync_log.note(now, mode)
 
     def _on_role_change(self, role: str, view: ClusterView | None) -> None:
         """Run the on_role_change hooks when this cycle changed the role; as leader, only
@@ -248,6 +271,8 @@ class Cycle:
             if runtime.claim is not None and state.is_primary:
                 claim, lease, seen = runtime.claim, runtime.lease, self.last_snapshot
                 publish_endpoint(self.store, self.settings, claim, lease, seen)
+                if seen is not None:
+                    record_divergences(self.store, claim, seen)
             if runtime.claim is not None and local.writable:
                 self.publisher.publish_status(
                     runtime.claim,
@@ -259,6 +284,15 @@ class Cycle:
                 )
         except StoreError as exc:
             log.warning("could not publish this member's state: %s", exc)
+
+    def _announce(self, busy_with: str) -> None:
+        """Republish the last member record with `state` = busy_with ("rewinding",
+        "cloning"), before a long action starts: `pgha status` shows it while it runs."""
+        last, lease = self.publisher.last_record, self.runtime.lease
+        if last is None or lease is None:
+            return
+        record = {**last, "state": busy_with}
+        self.publisher.publish_member(record, self.publisher.last_position, lease, self.clock())
 
     def _log(
         self, obs: Observation, decision: Decision, outcomes: list[Outcome], took: float

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from pgha.adapters.hooks import PRE_PROMOTE, HookEvent, HookRunner
@@ -30,6 +29,7 @@ from pgha.agent.fencing_deadline import boottime
 from pgha.agent.guard import fence
 from pgha.agent.operator_records import RecordWriter
 from pgha.agent.outcome import ActionFailed, Outcome
+from pgha.agent.rebuild import Rebuilder
 from pgha.agent.runtime import Runtime
 from pgha.agent.slots import own_slot
 from pgha.core import actions as a
@@ -70,6 +70,7 @@ class Executor:
         self.cluster_name = cluster_name
         self.clock = clock
         self.records = RecordWriter(store, runtime)
+        self.rebuild = Rebuilder(control, probe, runtime)
         self.decision_code = ""
         """The code of the decision being carried out: its history entry records it."""
         self.ttl_seconds = 30
@@ -315,26 +316,23 @@ class Executor:
         self.control.promote()
         self.control.checkpoint()
         self.runtime.checkpoint_after_promote = True
+        try:
+            # Users added to the settings since the bootstrap (the rewind user, say).
+            self.control.ensure_users()
+        except PghaError as exc:
+            log.warning("promoted, but could not set up the database users: %s", exc)
+            return f"promoted and checkpointed; users not set up: {exc}"
         return "promoted and checkpointed"
 
     def _follow_leader(self, action: a.FollowLeader, view: ClusterView | None) -> None:
         self.control.follow(self._upstream(action.leader, view))
 
     def _rewind(self, action: a.Rewind, view: ClusterView | None) -> str:
-        try:
-            report = self.control.rewind(self._upstream(action.source, view))
-        except PghaError:
-            self.runtime.rewind_failed = True
-            raise
-        self.runtime.rewind_failed = False
-        return report.strip().splitlines()[-1] if report.strip() else "rewound"
+        source = self._upstream(action.source, view)
+        return self.rebuild.rewind(action.source, source, view)
 
     def _clone(self, action: a.Clone, view: ClusterView | None) -> str:
-        data_dir = self.control.paths.data_dir
-        moved = _move_aside(data_dir)
-        self.control.clone(self._upstream(action.source, view))
-        self.runtime.rewind_failed = False
-        return f"old data moved to {moved}" if moved else "cloned"
+        return self.rebuild.clone(self._upstream(action.source, view))
 
     def _append_history(self, action: a.AppendHistory, view: ClusterView | None) -> str:
         claim = self.runtime.claim
@@ -375,12 +373,3 @@ class Executor:
             raise ActionFailed(f"member {name} has published no address to stream from")
         members = view.members if view is not None else {}
         return Upstream(member.host, member.port, own_slot(self.runtime.name, members))
-
-
-def _move_aside(data_dir: Path) -> Path | None:
-    """Keep an old data directory under a new name: it may hold the only copy of lost writes."""
-    if not data_dir.exists() or not any(data_dir.iterdir()):
-        return None
-    target = data_dir.with_name(f"{data_dir.name}.moved-{int(time.time())}")
-    data_dir.rename(target)
-    return target

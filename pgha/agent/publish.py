@@ -56,7 +56,7 @@ def member_record(
         "port": port,
         "api_url": settings.api.url,
         "role": role,
-        "state": local.run_state.value,
+        "state": _state(local, runtime, decision),
         "running": local.run_state is PgRunState.RUNNING,
         "in_recovery": local.in_recovery,
         "timeline": local.timeline,
@@ -71,8 +71,25 @@ def member_record(
         "decision": {"code": decision.code, "reason": decision.reason},
         "sits_out": runtime.sits_out(now),
         "request": runtime.last_request,
+        "diverged": runtime.divergence,
         **_replication(probed),
     }
+
+
+DIVERGED_CODES = frozenset(
+    {"wait_for_leader_checkpoint", "rewind_preflight_failed", "rewind_failed"}
+)
+"""Decisions that leave this node's data forked off the leader's timeline, not yet repaired."""
+
+
+def _state(local: LocalPostgres, runtime: Runtime, decision: Decision) -> str:
+    """What Postgres is doing, or the repair under way (rewinding, cloning) or needed
+    (diverged): `pgha status` shows them apart."""
+    if runtime.busy_with is not None:
+        return runtime.busy_with
+    if decision.code in DIVERGED_CODES:
+        return "diverged"
+    return local.run_state.value
 
 
 def _replication(probed: PostgresState | None) -> dict[str, Any]:

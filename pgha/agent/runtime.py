@@ -39,6 +39,13 @@ class Runtime:
     last_request: dict[str, str] | None = None
     """The last operator request this node consumed and how it ended (member record)."""
     rewind_failed: bool = False
+    rewind_blocked: str | None = None
+    """Why the last rewind attempt was refused before pg_rewind ran (its preflight)."""
+    divergence: dict[str, object] | None = None
+    """The WAL range the last rewind of this node discarded, for its member record and,
+    through the leader, for `history` (agent/divergence.py)."""
+    busy_with: str | None = None
+    """"rewinding" or "cloning" while the cycle runs pg_rewind or pg_basebackup."""
     checkpoint_after_promote: bool = False
     last_in_recovery: bool | None = None
     guard_alive: bool = True
@@ -60,6 +67,7 @@ class Runtime:
             sit_out_reason=self.sit_out_reason,
             pre_promote_failed_term=self.pre_promote_failed_term,
             rewind_failed=self.rewind_failed,
+            rewind_blocked=self.rewind_blocked,
             sync_baselines=dict(self.sync_baselines),
             guard_alive=self.guard_alive,
         )

@@ -12,20 +12,32 @@ decision's actions, with a few fast SQL calls. `plan_slots` is pure; `SlotKeeper
 I/O and logs one line per change. A failure is logged once and never breaks the cycle.
 Slots of members whose record is gone are dropped only after `member_slots_ttl`: the
 "gone since" times live in the agent's memory (Runtime.slots_gone_since).
+
+A slot Postgres marked lost (`max_slot_wal_keep_size` exceeded) is created again, but the
+WAL its member still needed is gone: that member can no longer stream. So the leader, on
+the primary, first writes a reinit request for it (`requests/<member>`, as `pgha reinit`
+would, only if none is pending) and recreates the slot only once the request is written:
+the member's agent then re-clones through the operator path (data directory moved aside,
+never deleted) and answers in its member record. The recreated slot is no longer lost, so
+one loss makes one request. A replica's copies of slots ask for nothing: its slot being
+lost says nothing about what the primary still holds.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 
 from pgha.adapters.postgres_control import PostgresControl
 from pgha.adapters.postgres_state import PostgresState, ReplicationSlot, format_lsn
+from pgha.adapters.store import REQUESTS, ClusterStore
 from pgha.agent.runtime import Runtime
-from pgha.core.model import ClusterView, MemberInfo, Policy
+from pgha.core.model import ClusterView, MemberInfo, MemberRequest, Policy
 from pgha.errors import PghaError
 
 log = logging.getLogger("pgha.agent")
@@ -85,6 +97,12 @@ class SlotPlan:
     """Slots of no current member, and since when (this node's clock); the next memory."""
     collisions: tuple[str, ...] = ()
     """One sentence per slot name two members map to: that slot is never created."""
+    reclone: tuple[str, ...] = ()
+    """Members whose slot was lost on the leader: each is asked to re-clone (a reinit
+    request) and its slot, in `recreate` too, is recreated only once the request is written."""
+    held: tuple[str, ...] = ()
+    """One sentence per lost slot left as it is because another request of its member is
+    pending: recreated once that request is served, so that the loss still gets its re-clone."""
 
 
 def plan_slots(
@@ -97,8 +115,13 @@ def plan_slots(
     gone_since: Mapping[str, float],
     now: float,
     ttl_seconds: float,
+    leading: bool = False,
+    requests: Mapping[str, MemberRequest] | None = None,
 ) -> SlotPlan:
-    """Desired slots (one per other member) against the existing physical slots."""
+    """Desired slots (one per other member) against the existing physical slots.
+
+    `leading`: this node holds the leader key and its Postgres is the primary; `requests`:
+    the operator requests pending, by member."""
     others = {name: info for name, info in members.items() if name != me}
     collisions = colliding_slots({me, *others})
     wanted = {
@@ -110,9 +133,10 @@ def plan_slots(
     known = {slot_name(name) for name in others}
     present = {slot.name: slot for slot in existing}
     create = tuple(sorted(name for name in wanted if name not in present))
-    recreate = tuple(
-        sorted(name for name, slot in present.items() if name in wanted and slot.wal_status == LOST)
+    lost = sorted(
+        name for name, slot in present.items() if name in wanted and slot.wal_status == LOST
     )
+    recreate, reclone, held = _plan_lost(lost, wanted, leading, requests or {})
     advance: list[tuple[str, int]] = []
     if not is_primary and leader_position is not None:
         for name, info in sorted(wanted.items()):
@@ -139,15 +163,46 @@ def plan_slots(
         "rename one of them"
         for slot, names in sorted(collisions.items())
     )
-    return SlotPlan(create, recreate, tuple(advance), tuple(drop), still_gone, sentences)
+    return SlotPlan(
+        create, recreate, tuple(advance), tuple(drop), still_gone, sentences, reclone, held
+    )
+
+
+def _plan_lost(
+    lost: Sequence[str],
+    wanted: Mapping[str, MemberInfo],
+    leading: bool,
+    requests: Mapping[str, MemberRequest],
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(slots to recreate, members to ask for a re-clone, sentences of slots held lost)."""
+    if not leading:
+        return tuple(lost), (), ()
+    recreate: list[str] = []
+    reclone: list[str] = []
+    held: list[str] = []
+    for slot in lost:
+        member = wanted[slot].name
+        pending = requests.get(member)
+        if pending is None:
+            reclone.append(member)
+            recreate.append(slot)
+        elif pending.action == "reinit":
+            recreate.append(slot)  # a re-clone is asked for already
+        else:
+            held.append(
+                f"the slot {slot} of {member} was lost, and a {pending.action} request of "
+                f"{member} ({pending.id}) is pending: asking it to re-clone once that is served"
+            )
+    return tuple(recreate), tuple(reclone), tuple(held)
 
 
 class SlotKeeper:
     """Carries out `plan_slots` on the local Postgres once per cycle."""
 
-    def __init__(self, control: PostgresControl, runtime: Runtime) -> None:
+    def __init__(self, control: PostgresControl, runtime: Runtime, store: ClusterStore) -> None:
         self.control = control
         self.runtime = runtime
+        self.store = store
         self._last_error: str | None = None
         self._last_collisions: tuple[str, ...] = ()
 
@@ -172,6 +227,9 @@ class SlotKeeper:
             gone_since=self.runtime.slots_gone_since,
             now=now,
             ttl_seconds=policy.member_slots_ttl_seconds,
+            # The claim alone is not enough: a leader still being promoted is in recovery.
+            leading=self.runtime.claim is not None and not state.in_recovery,
+            requests=view.requests,
         )
         self.runtime.slots_gone_since = dict(plan.gone_since)
         if plan.collisions != self._last_collisions:
@@ -179,14 +237,18 @@ class SlotKeeper:
                 log.error("replication slots: %s", sentence)
             self._last_collisions = plan.collisions
         self._apply(plan, existing, errors)
-        self._report(errors)
+        self._report([*plan.held, *errors])
 
     def _apply(
         self, plan: SlotPlan, existing: Sequence[ReplicationSlot], errors: list[str]
     ) -> None:
         restart = {slot.name: slot.restart_lsn for slot in existing}
+        asked = {slot_name(member): member for member in plan.reclone}
         steps: list[tuple[str, Callable[[], None]]] = [
-            *((f"recreate lost slot {n}", partial(self._recreate, n)) for n in plan.recreate),
+            *(
+                (f"recreate lost slot {n}", partial(self._recreate, n, asked.get(n)))
+                for n in plan.recreate
+            ),
             *((f"create slot {n}", partial(self._create, n)) for n in plan.create),
             *((f"drop slot {n}", partial(self._drop, n)) for n in plan.drop),
             *(
@@ -204,14 +266,50 @@ class SlotKeeper:
         if self.control.create_slot(name):
             log.info("replication slot %s created (reserving WAL from now on)", name)
 
-    def _recreate(self, name: str) -> None:
+    def _recreate(self, name: str, member: str | None) -> None:
+        """Drop and create a lost slot; as leader, first ask `member` to re-clone."""
+        request_id = self._ask_reclone(member) if member is not None else None
         self.control.drop_slot(name)
         self.control.create_slot(name)
+        if member is not None:
+            log.warning(
+                "replication slot %s was lost (max_slot_wal_keep_size exceeded) and is created "
+                "again; %s is asked to re-clone (reinit request %s): the WAL it needs is gone "
+                "from this primary",
+                name,
+                member,
+                request_id,
+            )
+            return
         log.warning(
             "replication slot %s was lost (max_slot_wal_keep_size exceeded) and is created "
             "again; the member it serves may lack WAL and need a re-clone (pgha reinit)",
             name,
         )
+
+    def _ask_reclone(self, member: str) -> str:
+        """Write a reinit request for `member`, only if none is pending and only while this
+        node holds the key; the request's id. Raises when it was not written, so that the
+        slot stays lost and the next cycle decides again."""
+        claim = self.runtime.claim
+        if claim is None:
+            raise PghaError(f"cannot ask {member} to re-clone: this node no longer leads")
+        me = self.runtime.name
+        request_id = uuid.uuid4().hex[:12]
+        record = {
+            "id": request_id,
+            "action": "reinit",
+            "by": f"pgha on {me}",
+            "reason": f"its replication slot on {me} was lost: the WAL it needs is gone",
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        key = REQUESTS + member
+        if not self.store.put(key, record, expected_mod_revision=0, as_leader=claim):
+            raise PghaError(
+                f"cannot ask {member} to re-clone: another request for it arrived meanwhile, "
+                "or the leader key changed; deciding again next cycle"
+            )
+        return request_id
 
     def _drop(self, name: str) -> None:
         if self.control.drop_slot(name):

@@ -108,6 +108,8 @@ def health_body(report: NodeReport, reason: str | None) -> dict[str, Any]:
 
 
 def _state_word(report: NodeReport) -> str:
+    if report.busy_with is not None:
+        return report.busy_with
     if report.is_streaming:
         return "streaming"
     if report.postgres_up:

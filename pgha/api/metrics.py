@@ -13,8 +13,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from pgha.adapters.store import SYNC, Record
 from pgha.api.node_report import NodeReport
-from pgha.status import cluster_paused
+from pgha.dynamic_config import SYNCHRONOUS_MODES
+from pgha.status import cluster_paused, synchronous_state
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 ROLES = ("primary", "replica", "demoting", "stopped", "uninitialized", "unknown")
@@ -61,6 +63,7 @@ def metric_families(report: NodeReport) -> list[Metric]:
         ),
         _gauge("pgha_replication_lag_seconds", "A replica's replay delay.", report.lag_seconds),
         *_leadership(report),
+        *_synchronous(report),
         *_cycle(report),
     ]
     return [family for family in families if family is not None]
@@ -100,6 +103,37 @@ def _leadership(report: NodeReport) -> list[GaugeMetricFamily | None]:
             "pgha_fencing_deadline_margin_seconds",
             "Seconds before this leader must fence itself (negative once past).",
             report.fencing_margin_seconds,
+        ),
+    ]
+
+
+def _synchronous(report: NodeReport) -> list[GaugeMetricFamily | None]:
+    """The cluster's synchronous_mode, and whether this primary runs degraded: mode `on`
+    and no standby named in its own `sync` record (a record left by an earlier leader or
+    term names no standby of this one), so commits wait for nobody."""
+    snapshot = report.snapshot
+    if snapshot is None:
+        return []
+    state = synchronous_state(snapshot)
+    mode = GaugeMetricFamily(
+        "pgha_synchronous_mode", "1 for the cluster's synchronous_mode.", labels=["mode"]
+    )
+    for name in SYNCHRONOUS_MODES:
+        mode.add_metric([name], 1 if state["mode"] == name else 0)
+    value = snapshot.get(SYNC)
+    record = value.data if isinstance(value, Record) else None
+    own = isinstance(record, dict) and (record.get("leader"), record.get("term")) == (
+        report.node,
+        report.claim_term,
+    )
+    degraded = report.is_primary and state["mode"] == "on" and (state["degraded"] or not own)
+    return [
+        mode,
+        _gauge(
+            "pgha_synchronous_degraded",
+            "1 while this node is the primary in synchronous_mode on with no sync standby "
+            "(commits wait for no standby); 0 otherwise.",
+            1 if degraded else 0,
         ),
     ]
 

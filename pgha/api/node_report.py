@@ -56,6 +56,8 @@ class NodeReport:
     ttl_seconds: float
     noloadbalance: bool = False
     """The node is tagged noloadbalance: `GET /replica` answers 503."""
+    busy_with: str | None = None
+    """"rewinding" or "cloning" while the cycle runs pg_rewind or pg_basebackup."""
 
     @property
     def term(self) -> int:
@@ -181,4 +183,5 @@ def read_report(
         loop_wait_seconds=cycle.policy.loop_wait_seconds,
         ttl_seconds=cycle.policy.ttl_seconds,
         noloadbalance=settings.tags.noloadbalance,
+        busy_with=runtime.busy_with,
     )

@@ -242,6 +242,8 @@ class MemberRequest:
     """"restart" or "reinit"; anything else is refused (and consumed) with a reason."""
     by: str = ""
     mod_revision: int = 0
+    reason: str = ""
+    """Why it was asked, when pgha itself asked (a leader whose slot of this member was lost)."""
 
 
 @dataclass(frozen=True)
@@ -313,6 +315,9 @@ class NodeMemory:
     """The term in which this node took the key but its pre_promote hook failed: it must
     give that key up, never promote in it."""
     rewind_failed: bool = False
+    rewind_blocked: str | None = None
+    """Why the last rewind was refused before pg_rewind ran (its preflight): nothing was
+    changed, so it is tried again every cycle until the cause is fixed."""
     guard_alive: bool = True
     sync_baselines: Mapping[str, Lsn] = field(default_factory=dict)
     """Per standby added to synchronous_standby_names: the primary's flush LSN right after;

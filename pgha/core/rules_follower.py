@@ -126,6 +126,15 @@ def _rewind_or_clone(
             f"{why}; waiting for {name} to checkpoint after its promotion before rewinding",
             *stop,
         )
+    if obs.node.rewind_blocked is not None:
+        return decision(
+            "rewind_preflight_failed",
+            f"{why}; pg_rewind cannot run yet ({obs.node.rewind_blocked}); checking again "
+            "every cycle",
+            *stop,
+            Rewind(name),
+            StartPostgres(upstream=name),
+        )
     return decision(
         "rewind_to_follow",
         f"{why}: rewinding from {name}, then following it",

@@ -99,4 +99,5 @@ def _refuse(obs: Observation, request: MemberRequest, why: str) -> Decision:
 
 def _who(request: MemberRequest) -> str:
     by = f" by {request.by}" if request.by else ""
-    return f"pgha {request.action} ({request.id}{by})"
+    why = f": {request.reason}" if request.reason else ""
+    return f"pgha {request.action} ({request.id}{by}{why})"

@@ -41,6 +41,7 @@ ROLE = ANSIBLE / "roles" / "pgha"
 CONTROLLER = REPO / ".venv-ansible" / "bin"
 SUPERUSER_PASSWORD = "role-test-superuser-secret"
 REPLICATION_PASSWORD = "role-test-replication-secret"
+REWIND_PASSWORD = "role-test-rewind-secret"
 RECAP = re.compile(r"^pgtest\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
 
 
@@ -127,6 +128,7 @@ def write_vars(workdir: Path, prefix: Path, wheel: Path) -> Path:
         "pgha_wheel": str(wheel),
         "pgha_superuser_password": SUPERUSER_PASSWORD,
         "pgha_replication_password": REPLICATION_PASSWORD,
+        "pgha_rewind_password": REWIND_PASSWORD,
         "pgha_config_dir": str(prefix / "etc/pgha"),
         "pgha_venv_dir": str(prefix / "opt/pgha"),
         "pgha_unit_dir": str(prefix / "etc/systemd/system"),
@@ -229,12 +231,15 @@ def test_config_and_secrets_have_owners_and_modes(converged: Converged) -> None:
     for name, secret in (
         ("superuser.pw", SUPERUSER_PASSWORD),
         ("replication.pw", REPLICATION_PASSWORD),
+        ("rewind.pw", REWIND_PASSWORD),
     ):
         assert owner_and_mode(config_dir / name) == ("postgres", "postgres", 0o600)
         assert (config_dir / name).read_text() == secret + "\n"
     config = (config_dir / "pgha.yml").read_text()
     assert SUPERUSER_PASSWORD not in config
     assert REPLICATION_PASSWORD not in config
+    assert REWIND_PASSWORD not in config
+    assert "rewinder" in config
     assert owner_and_mode(converged.path("var/lib/pgha")) == ("postgres", "postgres", 0o700)
 
 

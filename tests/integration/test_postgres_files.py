@@ -112,6 +112,15 @@ def test_passfile_escapes_separators_and_skips_users_without_a_password() -> Non
     assert render_passfile(node) == "*:*:*:rep:a\\:b\\\\c\n"
 
 
+def test_a_rewind_user_may_reach_the_postgres_database_only_and_has_a_passfile_line() -> None:
+    node = settings(rewind=Credentials(username="rewinder", password=SecretStr("rw")))
+    hba = render_pg_hba(node).splitlines()
+    assert 'host   postgres     "rewinder"  127.0.0.0/8  scram-sha-256' in hba
+    assert not any('"rewinder"' in line and "postgres " not in line for line in hba)
+    assert "*:*:*:rewinder:rw" in render_passfile(node).splitlines()
+    assert "rewinder" not in render_pg_hba(settings())
+
+
 def test_only_the_upstream_is_removed_from_postgresql_auto_conf(tmp_path: Path) -> None:
     paths = PostgresPaths(tmp_path, tmp_path / "pgpass", tmp_path / "log")
     paths.auto_conf.write_text(

@@ -14,8 +14,8 @@ or a URL would write it:
   `config check` for every node.
 
 The passfile of every node is mode 0600 and owned by the Postgres OS user; the replication
-user can replicate and nothing else. pg_rewind connects as the superuser (there is no
-dedicated rewind user yet), so only the replication user is checked for least privilege.
+user can replicate and nothing else; the rewind user (which the rewind above connected as)
+can log in to the postgres database and run pg_rewind's four functions, and nothing else.
 """
 
 from __future__ import annotations
@@ -37,11 +37,12 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
+from pgha.adapters.postgres_users import REWIND_FUNCTIONS
 from tests.fixtures.agent_node import CLUSTER_NAME, AgentNode
 from tests.fixtures.cluster import Cluster
 from tests.fixtures.etcd import EtcdServer, TlsFiles, enable_auth, make_tls_files, start_member
 from tests.fixtures.operator import pgha
-from tests.fixtures.postgres import REPLICATION_PASSWORD, SUPERUSER_PASSWORD
+from tests.fixtures.postgres import REPLICATION_PASSWORD, REWIND_PASSWORD, SUPERUSER_PASSWORD
 
 pytestmark = pytest.mark.integration
 
@@ -55,6 +56,7 @@ WRONG_TOKEN = f"wrong-token-{uuid.uuid4().hex}"
 SECRETS = {
     "superuser password": SUPERUSER_PASSWORD,
     "replication password": REPLICATION_PASSWORD,
+    "rewind password": REWIND_PASSWORD,
     "etcd password": ETCD_PASSWORD,
     "API token": API_TOKEN,
     "a wrong API token": WRONG_TOKEN,
@@ -307,6 +309,7 @@ def test_no_secret_leaks_after_bootstrap_failover_and_rewind(
 
     check_passfiles(cluster)
     check_replication_user(cluster)
+    check_rewind_user(cluster)
 
 
 def check_the_scans_find_secrets(cluster: Cluster, sampler: ProcessSampler) -> None:
@@ -315,7 +318,8 @@ def check_the_scans_find_secrets(cluster: Cluster, sampler: ProcessSampler) -> N
         cluster.check(f"{name} in x" in leaks_in(config, "x"), f"{name} not found in the config")
     passfile = cluster.nodes[0].data_dir.with_name("data.pgpass").read_bytes()
     cluster.check(
-        set(leaks_in(passfile, "x")) == {"superuser password in x", "replication password in x"},
+        set(leaks_in(passfile, "x"))
+        == {"superuser password in x", "replication password in x", "rewind password in x"},
         "the passfile's escaped passwords are not found",
     )
     decoy = subprocess.Popen(
@@ -360,5 +364,37 @@ def check_replication_user(cluster: Cluster) -> None:
             user="replicator",
             password=REPLICATION_PASSWORD,
             dbname="postgres",
+            connect_timeout=5,
+        ).close()
+
+
+def check_rewind_user(cluster: Cluster) -> None:
+    primary = cluster.primary()
+    [flags] = cluster.sql(
+        primary,
+        "SELECT rolsuper, rolreplication, rolcreaterole, rolcreatedb, rolbypassrls, rolcanlogin,"
+        " (SELECT count(*) FROM pg_auth_members m WHERE m.member = r.oid)"
+        " FROM pg_roles r WHERE rolname = 'rewinder'",
+    )
+    expected = (False, False, False, False, False, True, 0)
+    cluster.check(tuple(flags) == expected, f"rewinder's attributes: {flags}")
+    granted = cluster.sql(
+        primary,
+        "SELECT p.oid::regprocedure::text FROM pg_proc p, aclexplode(p.proacl) a"
+        " WHERE a.grantee = 'rewinder'::regrole AND a.privilege_type = 'EXECUTE'",
+    )
+    wanted = sorted(f.removeprefix("pg_catalog.").replace(" ", "") for f in REWIND_FUNCTIONS)
+    cluster.check(
+        sorted(row[0] for row in granted) == wanted,
+        f"rewinder may execute exactly pg_rewind's functions: {granted}",
+    )
+    # pg_hba lets it into the postgres database only.
+    with pytest.raises(psycopg.OperationalError, match=r"no pg_hba\.conf entry"):
+        psycopg.connect(
+            host=primary.host,
+            port=primary.port,
+            user="rewinder",
+            password=REWIND_PASSWORD,
+            dbname="template1",
             connect_timeout=5,
         ).close()

@@ -9,9 +9,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.agent_node import AgentNode
 from tests.fixtures.cluster import Cluster
+from tests.fixtures.operator import api_get
 from tests.fixtures.ops import pgha
 from tests.fixtures.traffic import assert_no_split_brain, assert_nothing_lost, traffic
 
@@ -34,6 +36,22 @@ def wait_for_sync_standby(cluster: Cluster, leader: AgentNode) -> str:
         return standbys[0] if record.get("leader") == leader.name and standbys else None
 
     return cluster.wait_until(named, what=f"{leader.name} names a sync standby", timeout=60)
+
+
+def degraded_metric(node: AgentNode) -> float | None:
+    """pgha_synchronous_degraded from the node's /metrics; None when it does not answer."""
+    reply = api_get(node, "/metrics")
+    if reply is None or reply.status != 200:
+        return None
+    for family in text_string_to_metric_families(reply.body.decode()):
+        for sample in family.samples:
+            if sample.name == "pgha_synchronous_degraded":
+                return sample.value
+    return None
+
+
+DEGRADED_LINE = "commits no longer wait for any standby"
+RESTORED_LINE = "synchronous replication restored"
 
 
 def set_mode(cluster: Cluster, mode: str) -> None:
@@ -89,9 +107,19 @@ def test_on_degrades_without_its_standby_and_strict_blocks_until_it_returns(
     )
     status = pgha(cluster, "status", "--json")
     cluster.check("degraded" in status.stdout, f"status does not say degraded:\n{status.stdout}")
+    cluster.wait_until(lambda: degraded_metric(leader) == 1, what="/metrics says degraded")
 
     standby_node.start()
     wait_for_sync_standby(cluster, leader)
+    cluster.wait_until(lambda: degraded_metric(leader) == 0, what="/metrics says restored")
+    cluster.check(degraded_metric(standby_node) == 0, "a replica reports degraded")
+    # Once per change, not every cycle: degraded when `on` began and when the standby
+    # stopped, restored each time it caught up.
+    cluster.wait_until(
+        lambda: leader.log().count(RESTORED_LINE) == 2, what="the leader logs each recovery"
+    )
+    counts = (leader.log().count(DEGRADED_LINE), leader.log().count(RESTORED_LINE))
+    cluster.check(counts == (2, 2), f"(degraded, restored) lines logged: {counts}")
     set_mode(cluster, "strict")
     standby_node.stop()
     time.sleep(3)  # a few leader cycles: strict keeps the departed standby listed

@@ -61,6 +61,21 @@ def test_a_superuser_open_to_the_world_is_warned_about(tmp_path: Path) -> None:
     assert "warning: postgres.pg_hba" in result.stderr
 
 
+def test_a_missing_rewind_user_is_warned_about_and_a_given_one_is_not(tmp_path: Path) -> None:
+    path = tmp_path / "pgha.yml"
+    text = GOOD.replace("password_file: /etc/pgha/replication.pw", "password: x")
+    path.write_text(text)
+    result = run("config", "check", "--config", str(path))
+    assert result.returncode == 0
+    assert "warning: postgres.rewind is not set" in result.stderr
+    path.write_text(
+        text.replace("  parameters:", "  rewind: {username: rw, password: y}\n  parameters:")
+    )
+    result = run("config", "check", "--config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "postgres.rewind" not in result.stderr
+
+
 def test_an_unknown_option_is_a_usage_error(tmp_path: Path) -> None:
     result = run("config", "check", "--bogus")
     assert result.returncode == 2

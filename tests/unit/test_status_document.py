@@ -21,6 +21,7 @@ MEMBER_KEYS = {
     "lag_seconds",
     "tags",
     "decision",
+    "request",
 }
 
 
@@ -63,6 +64,7 @@ HEALTHY = {
         receiver="streaming",
         replay_lag_seconds=0,
         tags={"nofailover": True, "failover_priority": 2},
+        request={"id": "r1", "action": "reinit", "outcome": "done", "detail": 7, "by": "x"},
     ),
     "status": {"term": 40, "timeline": 3, "position": "0/4000000"},
     "config": {"ttl": 10, "paused": False},
@@ -94,6 +96,8 @@ def test_a_healthy_cluster_reads_as_the_issue_specifies() -> None:
     assert pg3["tags"] == {"nofailover": True, "failover_priority": 2}
     assert pg2["decision"] == {"code": "follow_leader", "reason": "streaming from pg1"}
     assert pg1["decision"] == {"code": "keep_leading", "reason": None}
+    assert pg1["request"] is None
+    assert pg3["request"] == {"id": "r1", "action": "reinit", "outcome": "done", "detail": None}
     json.dumps(document)  # plain JSON all the way down
 
 

@@ -238,6 +238,15 @@ def test_unparsable_endpoint_switchover_failover_and_requests_are_reported() -> 
     assert parsed.view.requests == {}
 
 
+def test_a_request_reads_back_with_who_asked_and_why() -> None:
+    why = "its replication slot on pg1 was lost: the WAL it needs is gone"
+    request = {"id": "r1", "action": "reinit", "by": "pgha on pg1", "reason": why}
+    parsed = parse_cluster(snapshot(requests__pg2=request), BASE)
+    read = parsed.view.requests["pg2"]
+    assert (read.id, read.action, read.by, read.reason) == ("r1", "reinit", "pgha on pg1", why)
+    assert parse_cluster(snapshot(requests__pg2=request | {"reason": 3}), BASE).view.requests == {}
+
+
 @pytest.mark.parametrize("text", ["-1/0", " 1/2", "1FFFFFFFF/0", "0x1/2", "1/2/3", "", "1/"])
 def test_parse_lsn_refuses_what_postgres_never_prints(text: str) -> None:
     with pytest.raises(ValueError, match="expected an LSN"):

@@ -36,3 +36,24 @@ def test_the_published_api_url_uses_https_once_tls_is_on(api: ApiSettings, url: 
     endpoint = endpoint_record(settings, LeaderClaim("pg1", term=7, lease_id=1))
     assert record["api_url"] == url
     assert endpoint["api_url"] == url
+
+
+@pytest.mark.parametrize(
+    ("busy_with", "code", "state"),
+    [
+        (None, "stream_from_leader", "running"),
+        (None, "rewind_preflight_failed", "diverged"),
+        (None, "wait_for_leader_checkpoint", "diverged"),
+        (None, "rewind_failed", "diverged"),
+        ("rewinding", "rewind_to_follow", "rewinding"),
+        ("cloning", "clone_from_leader", "cloning"),
+    ],
+)
+def test_the_published_state_tells_a_repair_apart_from_a_run_state(
+    busy_with: str | None, code: str, state: str
+) -> None:
+    runtime = Runtime("pg1", 2.0)
+    runtime.busy_with = busy_with
+    local = LocalPostgres(PgRunState.RUNNING, in_recovery=True, timeline=1)
+    record = member_record(settings_with(PLAIN), local, runtime, Decision(code, "reason"))
+    assert record["state"] == state

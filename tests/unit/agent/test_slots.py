@@ -1,5 +1,6 @@
 """Member slots: names from member names, the plan (desired vs existing), and the keeper's
-error handling. The plan is a table: (situation, expected create/recreate/advance/drop)."""
+error handling. The plan is a table: (situation, expected create/recreate/advance/drop).
+A slot lost on the leader asks its member to re-clone, once per loss."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import Any, cast
 
 import pytest
 
+from pgha.adapters.memory_store import MemoryEtcd, MemoryStore
 from pgha.adapters.postgres_control import PostgresControl
 from pgha.adapters.postgres_state import PostgresState, ReplicationSlot
+from pgha.adapters.store import Record
 from pgha.agent.runtime import Runtime
 from pgha.agent.slots import (
     SlotKeeper,
@@ -22,7 +25,7 @@ from pgha.agent.slots import (
     slot_name,
     slot_name_problem,
 )
-from pgha.core.model import ClusterView, MemberInfo, Policy
+from pgha.core.model import ClusterView, MemberInfo, MemberRequest, Policy
 from pgha.errors import PostgresError
 
 GB = 1024**3
@@ -67,6 +70,8 @@ class Case:
     leader_position: int | None = None
     gone_since: dict[str, float] = field(default_factory=dict)
     expected: SlotPlan = field(default_factory=SlotPlan)
+    leading: bool = False
+    requests: dict[str, MemberRequest] = field(default_factory=dict)
 
 
 NOW, TTL = 1000.0, 60.0
@@ -109,6 +114,37 @@ CASES = {
         is_primary=False,
         leader_position=4 * GB,
         expected=SlotPlan(recreate=("n2",)),
+    ),
+    "the leader asks the member of a lost slot to re-clone, then recreates it": Case(
+        (ME, member("n2"), member("n3")),
+        (slot("n2", None, status="lost"), slot("n3")),
+        leading=True,
+        expected=SlotPlan(recreate=("n2",), reclone=("n2",)),
+    ),
+    "a reinit already pending: the leader only recreates the slot": Case(
+        (ME, member("n2")),
+        (slot("n2", None, status="lost"),),
+        leading=True,
+        requests={"n2": MemberRequest("r1", "reinit")},
+        expected=SlotPlan(recreate=("n2",)),
+    ),
+    "another request pending: the slot stays lost until it is served": Case(
+        (ME, member("n2")),
+        (slot("n2", None, status="lost"),),
+        leading=True,
+        requests={"n2": MemberRequest("r1", "restart")},
+        expected=SlotPlan(
+            held=(
+                "the slot n2 of n2 was lost, and a restart request of n2 (r1) is pending: "
+                "asking it to re-clone once that is served",
+            )
+        ),
+    ),
+    "a lost slot of a member whose record is gone asks nothing": Case(
+        (ME,),
+        (slot("n2", None, status="lost"),),
+        leading=True,
+        expected=SlotPlan(gone_since={"n2": NOW}),
     ),
     "a slot of no member starts its ttl": Case(
         (ME, member("n2")), (slot("n2"), slot("old")), expected=SlotPlan(gone_since={"old": NOW})
@@ -155,6 +191,8 @@ def test_plan(case: Case) -> None:
         gone_since=case.gone_since,
         now=NOW,
         ttl_seconds=TTL,
+        leading=case.leading,
+        requests=case.requests,
     )
     assert plan == case.expected
 
@@ -186,8 +224,10 @@ class FakeControl:
         return target
 
 
-def keeper(control: FakeControl) -> SlotKeeper:
-    return SlotKeeper(cast(PostgresControl, control), Runtime(name="n1", safety_margin_seconds=5))
+def keeper(control: FakeControl, store: MemoryStore | None = None) -> SlotKeeper:
+    runtime = Runtime(name="n1", safety_margin_seconds=5)
+    store = store or MemoryStore(MemoryEtcd(clock=lambda: NOW), "/pgha/main/")
+    return SlotKeeper(cast(PostgresControl, control), runtime, store)
 
 
 def state(*, running: bool = True, in_recovery: bool | None = False) -> PostgresState:
@@ -241,3 +281,83 @@ def test_gone_since_lives_in_the_runtime_and_drops_after_the_ttl() -> None:
     slots.keep(VIEW, state(), policy, NOW + TTL)
     assert ("drop", "gone") in control.calls
     assert slots.runtime.slots_gone_since == {}
+
+
+# --- a slot lost on the leader ------------------------------------------------------------
+
+
+def leading_keeper(control: FakeControl) -> tuple[SlotKeeper, MemoryStore]:
+    store = MemoryStore(MemoryEtcd(clock=lambda: NOW), "/pgha/main/")
+    slots = keeper(control, store)
+    slots.runtime.lease = store.grant_lease(10)
+    slots.runtime.claim = store.acquire_leader("n1", slots.runtime.lease)
+    assert slots.runtime.claim is not None
+    return slots, store
+
+
+def view_of(store: MemoryStore) -> ClusterView:
+    """The members n1 (this leader) and n2, and the requests pending in `store`."""
+    requests = {
+        name: MemberRequest(value.data["id"], value.data["action"], mod_revision=value.mod_revision)
+        for name, value in store.read_cluster().requests.items()
+        if isinstance(value, Record)
+    }
+    return ClusterView(revision=1, leader=None, members=VIEW.members, requests=requests)
+
+
+def test_a_slot_lost_on_the_leader_asks_its_member_to_reclone_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    control = FakeControl((slot("n2", None, status="lost"),))
+    slots, store = leading_keeper(control)
+    with caplog.at_level(logging.INFO, logger="pgha.agent"):
+        slots.keep(view_of(store), state(), Policy(), NOW)
+    request = store.read_cluster().requests["n2"]
+    assert isinstance(request, Record)
+    assert request.data["action"] == "reinit"
+    assert request.data["by"] == "pgha on n1"
+    assert request.data["reason"] == (
+        "its replication slot on n1 was lost: the WAL it needs is gone"
+    )
+    assert control.calls == [("drop", "n2"), ("create", "n2")]
+    lines = [r.getMessage() for r in caplog.records if "n2 is asked to re-clone" in r.getMessage()]
+    assert len(lines) == 1
+    assert request.data["id"] in lines[0]
+
+    # The recreated slot is no longer lost: nothing more is asked, also once the member
+    # consumed the request.
+    control.slots = (slot("n2"),)
+    slots.keep(view_of(store), state(), Policy(), NOW)
+    store.delete("requests/n2")
+    slots.keep(view_of(store), state(), Policy(), NOW)
+    assert store.read_cluster().requests == {}
+    assert control.calls == [("drop", "n2"), ("create", "n2")]
+
+
+def test_a_request_that_cannot_be_written_leaves_the_slot_lost_for_the_next_cycle() -> None:
+    control = FakeControl((slot("n2", None, status="lost"),))
+    slots, store = leading_keeper(control)
+    stale = view_of(store)  # an operator's request arrives after this view was read
+    store.put("requests/n2", {"id": "op1", "action": "restart"}, expected_mod_revision=0)
+    slots.keep(stale, state(), Policy(), NOW)
+    assert control.calls == []
+    request = store.read_cluster().requests["n2"]
+    assert isinstance(request, Record)
+    assert request.data["id"] == "op1"
+
+
+@pytest.mark.parametrize(
+    ("leading", "probed"),
+    [(False, state()), (True, state(in_recovery=True))],
+    ids=["a replica's copy", "a leader still being promoted"],
+)
+def test_a_slot_lost_elsewhere_than_on_the_leading_primary_asks_nothing(
+    leading: bool, probed: PostgresState
+) -> None:
+    control = FakeControl((slot("n2", None, status="lost"),))
+    slots, store = leading_keeper(control)
+    if not leading:
+        slots.runtime.claim = None
+    slots.keep(view_of(store), probed, Policy(), NOW)
+    assert store.read_cluster().requests == {}
+    assert control.calls == [("drop", "n2"), ("create", "n2")]

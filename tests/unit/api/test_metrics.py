@@ -1,14 +1,15 @@
 """`/metrics` parses as Prometheus text, every name starts with pgha_, and it says what
-the node is."""
+the node is, and whether its synchronous replication runs degraded."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pgha.api.metrics import render_metrics
-from tests.unit.api.reports import TERM, report
+from tests.unit.api.reports import TERM, cluster_snapshot, report
 
 
 def samples(node: Any) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -58,3 +59,49 @@ def test_a_node_that_has_run_no_cycle_yet() -> None:
     assert value(found, "pgha_postgres_up") == 0
     assert "pgha_timeline" not in found
     assert "pgha_paused" not in found
+
+
+def synchronous(role: str, mode: str, sync: dict[str, Any] | None) -> dict[str, Any]:
+    keys: dict[str, Any] = {"config": {"synchronous_mode": mode}}
+    if sync is not None:
+        keys["sync"] = sync
+    return samples(report(role, snapshot=cluster_snapshot(**keys)))
+
+
+OWN = {"leader": "pg1", "term": TERM}
+
+
+@pytest.mark.parametrize(
+    ("role", "mode", "sync", "degraded"),
+    [
+        ("primary", "on", {**OWN, "standbys": []}, 1),
+        ("primary", "on", {**OWN, "standbys": ["pg2"]}, 0),
+        ("primary", "on", {"leader": "pg3", "term": TERM - 1, "standbys": ["pg1"]}, 1),
+        ("primary", "on", None, 1),
+        ("primary", "strict", {**OWN, "standbys": []}, 0),
+        ("primary", "off", None, 0),
+        ("replica", "on", {**OWN, "standbys": []}, 0),
+    ],
+    ids=[
+        "on without a sync standby",
+        "on with one",
+        "on, the sync key still the previous leader's",
+        "on, no sync key yet",
+        "strict blocks instead",
+        "off",
+        "a replica",
+    ],
+)
+def test_synchronous_degraded_only_on_a_primary_in_on_mode_without_standby(
+    role: str, mode: str, sync: dict[str, Any] | None, degraded: int
+) -> None:
+    found = synchronous(role, mode, sync)
+    assert value(found, "pgha_synchronous_degraded") == degraded
+    assert value(found, "pgha_synchronous_mode", mode=mode) == 1
+    assert sum(found["pgha_synchronous_mode"].values()) == 1
+
+
+def test_no_synchronous_metrics_before_etcd_was_read() -> None:
+    found = samples(report("primary", snapshot=None, snapshot_at=None))
+    assert "pgha_synchronous_degraded" not in found
+    assert "pgha_synchronous_mode" not in found

@@ -312,6 +312,15 @@ CASES: list[Case] = [
         (),
     ),
     (
+        "rewind refused by its preflight: tried again, with the reason",
+        observe(
+            stopped(timeline=1, was_primary=True),
+            node=memory(rewind_blocked="user rewinder runs with statement_timeout 5s"),
+        ),
+        "rewind_preflight_failed",
+        (Rewind("pg2"), StartPostgres(upstream="pg2")),
+    ),
+    (
         "failed rewind with permission: clone",
         Observation(NOW, memory(rewind_failed=True), stopped(timeline=3), cluster()),
         "clone_after_failed_rewind",

@@ -188,6 +188,14 @@ def test_a_refusal_says_why_and_who_asked() -> None:
     assert consume.refused == why
 
 
+def test_a_reinit_pgha_asked_for_says_why() -> None:
+    why = "its replication slot on pg2 was lost: the WAL it needs is gone"
+    request = MemberRequest("r9", "reinit", by="pgha on pg2", mod_revision=7, reason=why)
+    made = decide(observe(replica(), replace(cluster(), requests={"pg1": request})), POLICY)
+    assert made.code == "reinit_on_request"
+    assert made.reason.startswith(f"pgha reinit (r9 by pgha on pg2: {why}): moving the data")
+
+
 def test_the_sit_out_reason_names_the_hook_and_the_time_left() -> None:
     obs = observe(
         replica(),

@@ -1,0 +1,116 @@
+"""pg_rewind against real agents: an old primary whose WAL ran past the fork point is
+refused by the rewind preflight while its rewind user cannot work (it says why, and its
+state is `diverged`), rewinds once that is fixed, and the WAL it discarded is in
+`pgha history`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pgha.adapters.postgres_state import parse_lsn
+from tests.fixtures.agent_node import AgentNode
+from tests.fixtures.cluster import Cluster
+from tests.fixtures.ops import pgha
+
+pytestmark = pytest.mark.integration
+
+AgentCluster = Callable[..., Cluster]
+
+
+def member(cluster: Cluster, node: AgentNode) -> dict[str, Any]:
+    record = cluster.etcd_get(f"members/{node.name}")
+    return record if isinstance(record, dict) else {}
+
+
+def walreceiver_pid(cluster: Cluster, replica: AgentNode) -> int | None:
+    rows = cluster.try_sql(replica, "SELECT pid FROM pg_stat_wal_receiver")
+    return int(rows[0][0]) if rows else None
+
+
+@pytest.mark.timeout(300)
+def test_rewind_preflight_refuses_then_rewinds_and_history_shows_the_discarded_wal(
+    agent_cluster: AgentCluster,
+) -> None:
+    cluster = agent_cluster(2)
+    old = cluster.wait_healthy()
+    [new] = [node for node in cluster.nodes if node is not old]
+    cluster.sql(old, "CREATE TABLE kept (id int)")
+    cluster.wait_until(
+        lambda: cluster.try_sql(new, "SELECT to_regclass('kept') IS NOT NULL") == [(True,)],
+        what=f"{new.name} replayed the table",
+    )
+
+    # The replica stops receiving: its walreceiver frozen (so it cannot reconnect), the
+    # primary's walsender ended (so nothing more is in flight). The primary's next commits
+    # then exist on the primary alone, and after the crash its WAL runs past the fork point.
+    receiver = cluster.wait_until(lambda: walreceiver_pid(cluster, new), what="a walreceiver")
+    os.kill(receiver, signal.SIGSTOP)
+    try:
+        cluster.sql(old, "SELECT pg_terminate_backend(pid) FROM pg_stat_replication")
+        cluster.wait_until(
+            lambda: cluster.try_sql(old, "SELECT count(*) FROM pg_stat_replication") == [(0,)],
+            what=f"{old.name} sends no more WAL",
+        )
+        cluster.sql(old, "INSERT INTO kept SELECT generate_series(1, 100)")
+        [[old_end]] = cluster.sql(old, "SELECT pg_current_wal_lsn()::text")
+        old.kill_host()
+    finally:
+        os.kill(receiver, signal.SIGCONT)
+    cluster.wait_until(lambda: cluster.is_primary(new), what=f"{new.name} promoted", timeout=90)
+
+    # A rewind user pg_rewind cannot work with: its statement_timeout would cut it short.
+    cluster.sql(new, "ALTER ROLE rewinder SET statement_timeout = '5s'")
+    old.restart()
+    refused = cluster.wait_until(
+        lambda: (
+            (record := member(cluster, old)).get("state") == "diverged"
+            and record.get("decision", {}).get("code") == "rewind_preflight_failed"
+            and record
+        ),
+        what=f"{old.name} reports the refused rewind",
+        timeout=90,
+    )
+    reason = refused["decision"]["reason"]
+    cluster.check("statement_timeout" in reason, f"the reason names the cause: {reason}")
+    cluster.check(not cluster.is_primary(old), f"{old.name} is read-write while diverged")
+    status = pgha(cluster, "status")
+    cluster.check(
+        any(old.name in line and "diverged" in line for line in status.stdout.splitlines()),
+        f"`pgha status` shows {old.name} diverged",
+    )
+
+    cluster.sql(new, "ALTER ROLE rewinder RESET statement_timeout")
+    cluster.wait_for_log(old, "code=rewind_to_follow", f"{old.name} rewinds", timeout=60)
+    cluster.wait_until(
+        lambda: cluster.streams_from(old, new), what=f"{old.name} streams from {new.name}"
+    )
+
+    def recorded() -> list[dict[str, Any]] | None:
+        history = cluster.etcd_get("history")
+        entries = history if isinstance(history, list) else []
+        found = [d for entry in entries for d in entry.get("diverged", [])]
+        return found or None
+
+    [divergence] = cluster.wait_until(recorded, what="the leader records the divergence")
+    cluster.check(divergence["node"] == old.name, f"divergence of {divergence}")
+    cluster.check(divergence["timeline"] == 1, f"the old timeline: {divergence}")
+    cluster.check(
+        parse_lsn(divergence["from"]) < parse_lsn(old_end),
+        f"the discarded range begins before {old.name}'s last commit at {old_end}",
+    )
+    shown = pgha(cluster, "history").stdout
+    cluster.check(
+        f"pg_rewind discarded {old.name}'s WAL on timeline 1 from {divergence['from']}" in shown,
+        f"`pgha history` shows the discarded range:\n{shown}",
+    )
+    as_json = json.loads(pgha(cluster, "history", "--json").stdout)
+    cluster.check(any(entry.get("diverged") for entry in as_json), "`pgha history --json` keeps it")
+    # The commits only the old primary had are gone, as the recorded range says.
+    [[rows]] = cluster.sql(new, "SELECT count(*) FROM kept")
+    cluster.check(rows == 0, f"{new.name} has {rows} rows the old primary wrote alone")
