@@ -62,9 +62,12 @@ def test_a_missing_or_garbled_deadline_file_never_disarms_the_guard(
     armed(deadline_file, 0.3)
     guard = Guard(node.data_dir, deadline_file, poll_seconds=0.1)
     guard.step()
+    assert guard.current is not None
+    assert guard.current.deadline is not None
+    armed_until = guard.current.deadline
     deadline_file.write_text("{garbage")
     assert read_deadline(deadline_file) is None
-    while boottime() < (guard.current.deadline if guard.current else 0) + 0.05:
+    while boottime() < armed_until + 0.05:
         guard.step()
     guard.step()
     node.control.stop(mode="fast")

@@ -14,7 +14,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import psycopg
@@ -173,7 +173,7 @@ def check_endpoint(cluster: Cluster, primary: AgentNode, term: int) -> None:
     cluster.check("target_session_attrs=read-write" in endpoint["dsn"], f"{endpoint}")
 
 
-def wait_codes(cluster: Cluster, node: AgentNode, expected: dict[str, int | None]) -> None:
+def wait_codes(cluster: Cluster, node: AgentNode, expected: Mapping[str, int | None]) -> None:
     cluster.wait_until(
         lambda: health_codes(node) == expected,
         what=f"{node.name}'s health checks answer {expected}",

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 
@@ -58,12 +59,12 @@ def test_member_slots_survive_a_failover_and_go_with_their_member(
 
     for node in everyone:
         cluster.wait_until(
-            lambda node=node: has_slots_for_the_others(cluster, node, everyone),
+            partial(has_slots_for_the_others, cluster, node, everyone),
             what=f"{node.name} has a slot for each other member",
         )
     for replica in replicas:
         cluster.wait_until(
-            lambda replica=replica: streams_through_its_slot(cluster, replica, old),
+            partial(streams_through_its_slot, cluster, replica, old),
             what=f"{replica.name} streams from {old.name} through its slot",
         )
     # On the replicas the slots follow the leader's published position.
@@ -72,7 +73,8 @@ def test_member_slots_survive_a_failover_and_go_with_their_member(
     moved_to = cluster.sql(old, "SELECT pg_current_wal_lsn()::text")[0][0]
     for replica in replicas:
         cluster.wait_until(
-            lambda replica=replica: cluster.sql(
+            partial(
+                cluster.sql,
                 replica,
                 "SELECT slot_name FROM pg_replication_slots "
                 "WHERE slot_name = %s AND restart_lsn >= %s::pg_lsn",
@@ -105,7 +107,7 @@ def test_member_slots_survive_a_failover_and_go_with_their_member(
     )
     for node in (new, follower):
         cluster.wait_until(
-            lambda node=node: has_slots_for_the_others(cluster, node, [new, follower]),
+            partial(has_slots_for_the_others, cluster, node, [new, follower]),
             what=f"{node.name} dropped the slot of the removed {old.name}",
             timeout=30,
         )

@@ -27,7 +27,7 @@ IMPURE_FOR_CORE = IO_MODULES | {
 
 def imported_roots(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
-    roots = set()
+    roots: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             roots.update(alias.name for alias in node.names)

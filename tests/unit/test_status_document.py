@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
-from pgha.adapters.store import LEADER, RawEntry, parse_snapshot
+from pgha.adapters.store import LEADER, ClusterSnapshot, RawEntry, parse_snapshot
 from pgha.status import cluster_document, healthy, primary_position, render_status
 
 MEMBER_KEYS = {
@@ -42,7 +43,10 @@ def record(role: str, position: str | None, **extra: Any) -> dict[str, Any]:
     }
 
 
-def snapshot(leader: str | None = "pg1", term: int = 40, **keys: Any) -> Any:
+def snapshot(
+    keys: Mapping[str, object], *, leader: str | None = "pg1", term: int = 40
+) -> ClusterSnapshot:
+    """Keys as a mapping (members__pg1 = members/pg1): a string value is stored as is."""
     entries = []
     if leader is not None:
         entries.append(RawEntry(LEADER, leader, term, term + 5, 77))
@@ -72,7 +76,7 @@ HEALTHY = {
 
 
 def test_a_healthy_cluster_reads_as_the_issue_specifies() -> None:
-    document = cluster_document("main", snapshot(**HEALTHY))
+    document = cluster_document("main", snapshot(HEALTHY))
     assert document["cluster"] == "main"
     assert document["leader"] == "pg1"
     assert document["term"] == 40
@@ -102,7 +106,7 @@ def test_a_healthy_cluster_reads_as_the_issue_specifies() -> None:
 
 
 def test_the_table_shows_every_column_and_the_footer() -> None:
-    text = render_status(cluster_document("main", snapshot(**HEALTHY)))
+    text = render_status(cluster_document("main", snapshot(HEALTHY)))
     lines = text.splitlines()
     assert lines[0].split()[:9] == [
         "member",
@@ -132,7 +136,7 @@ def test_no_leader_pause_and_a_pending_switchover() -> None:
         "config": {"paused": True},
         "switchover": {"from": "pg1", "to": "pg2"},
     }
-    document = cluster_document("main", snapshot(leader=None, **keys))
+    document = cluster_document("main", snapshot(keys, leader=None))
     assert document["leader"] is None
     assert document["term"] == 40  # the last term a leader published
     assert document["paused"] is True
@@ -154,7 +158,7 @@ def test_hostile_records_show_as_problems_not_exceptions() -> None:
         "members__odd": {"role": 7, "port": "x", "position": "garbage", "tags": "no"},
         "status": {"position": 12},
     }
-    document = cluster_document("main", snapshot(**keys))
+    document = cluster_document("main", snapshot(keys))
     by_name = {member["name"]: member for member in document["members"]}
     assert by_name["bad"]["state"] == "unreadable record"
     assert by_name["list"]["state"] == "unreadable record"
@@ -166,15 +170,15 @@ def test_hostile_records_show_as_problems_not_exceptions() -> None:
 
 
 def test_primary_position_takes_the_furthest_published() -> None:
-    ahead = snapshot(**{**HEALTHY, "status": {"term": 40, "timeline": 3, "position": "0/6000000"}})
+    ahead = snapshot({**HEALTHY, "status": {"term": 40, "timeline": 3, "position": "0/6000000"}})
     assert primary_position(ahead) == 0x6000000
-    assert primary_position(snapshot(**HEALTHY)) == 0x5000000
-    assert primary_position(snapshot(leader=None)) is None
+    assert primary_position(snapshot(HEALTHY)) == 0x5000000
+    assert primary_position(snapshot({}, leader=None)) is None
 
 
 def test_healthy_needs_a_primary_leader_and_replicas_following_it() -> None:
-    assert healthy(snapshot(**HEALTHY), 3)
-    assert not healthy(snapshot(**HEALTHY), 4)
-    assert not healthy(snapshot(leader=None, **HEALTHY), 3)
+    assert healthy(snapshot(HEALTHY), 3)
+    assert not healthy(snapshot(HEALTHY), 4)
+    assert not healthy(snapshot(HEALTHY, leader=None), 3)
     astray = {**HEALTHY, "members__pg3": record("replica", "0/5000000", upstream="pg2")}
-    assert not healthy(snapshot(**astray), 3)
+    assert not healthy(snapshot(astray), 3)

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pgha.adapters.store import RawEntry, parse_snapshot
-from pgha.agent.cluster_view import UNREADABLE_LEADER, BadRecord, parse_cluster, parse_member
+from pgha.agent.cluster_view import UNREADABLE_LEADER, parse_cluster, parse_member
+from pgha.agent.record_fields import BadRecord
 from pgha.core.model import InitState, Policy, parse_lsn
 
 BASE = Policy()

@@ -50,6 +50,7 @@ def test_nothing_was_discarded_when_no_rewind_was_required() -> None:
 
 def test_garbage_in_a_member_record_is_no_divergence() -> None:
     assert valid_divergence(divergence()) is not None
+    bad: object
     for bad in (None, "x", [], {"node": "pg1"}, divergence(timeline="1"),
                 divergence(timeline=True), divergence(**{"from": "nowhere"})):  # fmt: skip
         assert valid_divergence(bad) is None

@@ -229,11 +229,11 @@ def test_a_forced_failover_names_the_only_node_that_may_take_the_key() -> None:
 
 
 def test_a_lagging_forced_candidate_needs_allow_data_loss() -> None:
-    behind = {"position": 10 * MiB}
-    refused = decide(forced("pg1", **behind), POLICY)
+    behind = 10 * MiB
+    refused = decide(forced("pg1", position=behind), POLICY)
     assert refused.code == "cannot_take_forced_failover"
     assert "maximum_lag_on_failover" in refused.reason
-    allowed = decide(forced("pg1", allow_data_loss=True, **behind), POLICY)
+    allowed = decide(forced("pg1", allow_data_loss=True, position=behind), POLICY)
     assert allowed.code == "take_over_on_request"
 
 

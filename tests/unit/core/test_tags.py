@@ -122,7 +122,7 @@ def test_a_switchover_names_priority_0_as_the_reason() -> None:
 
 def clone_source_scene(**pg3: object) -> Observation:
     """pg1 has no data; pg2 leads; pg3 is a replica tagged clonefrom, changed by `pg3`."""
-    source = member("pg3", tags=Tags(clonefrom=True), **pg3)  # type: ignore[arg-type]
+    source = member("pg3", tags=Tags(clonefrom=True), **pg3)
     return observe(NO_DATA, cluster(members={"pg2": primary_member("pg2"), "pg3": source}))
 
 
