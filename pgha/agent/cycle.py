@@ -136,6 +136,7 @@ class Cycle:
         self._note_sync(view, state, outcomes)
         # After the plan and the publishing, so slots never delay a renewal (agent/slots.py).
         self.slots.keep(view, state, self.policy, self.clock())
+        self._ensure_users_once(state)
         self._on_role_change(role_of(state), view)
         self._log(obs, decision, outcomes, self.clock() - started)
         self.last_decision = decision
@@ -205,6 +206,25 @@ class Cycle:
             term=term,
         )
         self.sync_log.note(now, mode)
+
+    def _ensure_users_once(self, state: PostgresState) -> None:
+        """As leader of a read-write primary, once per agent process: create or update the
+        database users, so that one added to the settings (the rewind user, after an
+        upgrade) exists without waiting for the next promotion."""
+        runtime = self.runtime
+        if runtime.users_ensured or runtime.claim is None or not state.is_primary:
+            return
+        if runtime.primary_unhealthy_since is not None:
+            return  # a primary that cannot commit would only hold the next renewal up
+        runtime.users_ensured = True  # one try: a hung call must not recur every cycle
+        try:
+            self.executor.control.ensure_users()
+        except PghaError as exc:
+            log.warning(
+                "could not set up the database users (tried again after the next promotion "
+                "or agent restart): %s",
+                exc,
+            )
 
     def _on_role_change(self, role: str, view: ClusterView | None) -> None:
         """Run the on_role_change hooks when this cycle changed the role; as leader, only

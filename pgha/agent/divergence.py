@@ -25,6 +25,9 @@ from pgha.history_summary import DIVERGED, describe_divergence
 
 log = logging.getLogger("pgha.agent")
 
+NAME_LIMIT = 64
+"""Member names longer than this are not ours: what a member record says is not trusted."""
+
 
 def divergence_record(
     report: str,
@@ -60,7 +63,7 @@ def valid_divergence(value: object) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         return None
     node, timeline, start = value.get("node"), value.get("timeline"), value.get("from")
-    if not isinstance(node, str) or not isinstance(start, str):
+    if not isinstance(node, str) or not isinstance(start, str) or len(node) > NAME_LIMIT:
         return None
     if not isinstance(timeline, int) or isinstance(timeline, bool) or timeline < 1:
         return None
@@ -68,7 +71,17 @@ def valid_divergence(value: object) -> dict[str, Any] | None:
         parse_lsn(start)
     except ValueError:
         return None
-    return {key: value[key] for key in value if isinstance(key, str)}
+    end, source = value.get("to_at_least"), value.get("source")
+    term, at = value.get("term"), value.get("at")
+    return {
+        "node": node,
+        "timeline": timeline,
+        "from": start,
+        "to_at_least": end if isinstance(end, str) and len(end) <= 17 else None,
+        "source": source if isinstance(source, str) and len(source) <= NAME_LIMIT else None,
+        "term": term if isinstance(term, int) and not isinstance(term, bool) else None,
+        "at": at if isinstance(at, (int, float)) and not isinstance(at, bool) else None,
+    }
 
 
 def _same(one: Mapping[str, Any], other: Mapping[str, Any]) -> bool:

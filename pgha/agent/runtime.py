@@ -44,6 +44,8 @@ class Runtime:
     divergence: dict[str, object] | None = None
     """The WAL range the last rewind of this node discarded, for its member record and,
     through the leader, for `history` (agent/divergence.py)."""
+    users_ensured: bool = False
+    """This process, as leader, has created or updated the database users (cycle.py)."""
     busy_with: str | None = None
     """"rewinding" or "cloning" while the cycle runs pg_rewind or pg_basebackup."""
     checkpoint_after_promote: bool = False

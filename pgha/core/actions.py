@@ -39,10 +39,11 @@ class RenewLeader(Action):
 
 @dataclass(frozen=True)
 class RebindLeader(Action):
-    """Bind a leader key holding our name (left by our previous process) to our lease."""
+    """Bind a leader key holding our name (left by our previous process) to our lease.
 
-    def makes_writable(self) -> bool:
-        return True
+    Like a renewal, it sets the fencing deadline rather than needing one: a new process has
+    none yet. Its compare on the key's revision fails if the key changed or the previous
+    process's lease expired meanwhile, so a stale plan cannot rebind."""
 
 
 @dataclass(frozen=True)

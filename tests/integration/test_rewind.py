@@ -114,3 +114,30 @@ def test_rewind_preflight_refuses_then_rewinds_and_history_shows_the_discarded_w
     # The commits only the old primary had are gone, as the recorded range says.
     [[rows]] = cluster.sql(new, "SELECT count(*) FROM kept")
     cluster.check(rows == 0, f"{new.name} has {rows} rows the old primary wrote alone")
+
+
+@pytest.mark.timeout(180)
+def test_a_leader_creates_a_missing_rewind_user_when_its_agent_starts(
+    agent_cluster: AgentCluster,
+) -> None:
+    """As after an upgrade that added postgres.rewind: the user is missing on a running
+    primary, whose agent restarts and keeps the lead without a promotion."""
+    cluster = agent_cluster(2)
+    leader = cluster.wait_healthy()
+    cluster.sql(leader, "DROP OWNED BY rewinder")
+    cluster.sql(leader, "DROP ROLE rewinder")
+    leader.kill_agent()
+    leader.restart()
+    cluster.wait_until(
+        lambda: (
+            cluster.try_sql(leader, "SELECT count(*) FROM pg_roles WHERE rolname = 'rewinder'")
+            == [(1,)]
+        ),
+        what="the restarted leader creates the rewind user again",
+    )
+    cluster.check(cluster.leader() == leader.name, "the leader changed")
+    [[may_read]] = cluster.sql(
+        leader,
+        "SELECT has_function_privilege('rewinder', 'pg_read_binary_file(text)', 'EXECUTE')",
+    )
+    cluster.check(may_read, "the recreated rewind user lacks pg_rewind's functions")

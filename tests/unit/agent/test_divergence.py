@@ -52,7 +52,8 @@ def test_garbage_in_a_member_record_is_no_divergence() -> None:
     assert valid_divergence(divergence()) is not None
     bad: object
     for bad in (None, "x", [], {"node": "pg1"}, divergence(timeline="1"),
-                divergence(timeline=True), divergence(**{"from": "nowhere"})):  # fmt: skip
+                divergence(timeline=True), divergence(**{"from": "nowhere"}),
+                divergence(node="x" * 65)):  # fmt: skip
         assert valid_divergence(bad) is None
 
 
@@ -82,3 +83,11 @@ def test_without_the_forking_entry_the_newest_entry_takes_it() -> None:
     assert added
     assert divergences_of(updated[2]) == [divergence()]
     assert with_divergences([], [divergence()]) == ([], [])
+
+
+def test_only_known_fields_of_a_bounded_size_reach_history() -> None:
+    cleaned = valid_divergence(divergence(extra="x" * 10_000, source="y" * 100, at="soon"))
+    assert cleaned is not None
+    assert "extra" not in cleaned
+    assert cleaned["source"] is None
+    assert cleaned["at"] is None
