@@ -1,3 +1,3 @@
-from pgha.cli import main
+from pgha.entry import main
 
 main()

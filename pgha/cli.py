@@ -8,7 +8,6 @@ agent's API. The read-only ones (`status`, `dsn`) also take `--etcd URL[,URL]`,
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 import threading
@@ -19,14 +18,12 @@ import typer
 import yaml
 
 from pgha import __version__
-from pgha.adapters import allocator
-from pgha.agent.loop import Agent
 from pgha.agent.slots import slot_name_problem
 from pgha.api.auth import exposure_warnings
-from pgha.api.server import ApiUnavailable
 from pgha.cli_cluster import register_cluster_commands
 from pgha.cli_requests import register_request_commands
 from pgha.demo import Demo
+from pgha.entry import run_agent, setup_logging
 from pgha.errors import ConfigError, PghaError
 from pgha.settings import Settings, load_settings, masked, unreadable_files
 from pgha.tls_files import ca_warnings, certificate_problems
@@ -109,14 +106,10 @@ def _load_or_exit(config: Path) -> Settings:
 @app.command()
 def agent(config: ConfigOption = Path("/etc/pgha/pgha.yml")) -> None:
     """Run the HA agent for this node until SIGTERM (then stop Postgres cleanly and hand over)."""
-    allocator.limit_arenas()  # before any thread starts: a thread keeps the arena it got
-    settings = _load_or_exit(config)
-    setup_logging()
-    try:
-        Agent(settings).run()
-    except ApiUnavailable as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(code=1) from None
+    # Only the forms pgha/entry.py does not take itself get here: --help, odd spellings.
+    status = run_agent(config)
+    if status:
+        raise typer.Exit(code=status)
 
 
 @app.command()
@@ -160,16 +153,6 @@ register_request_commands(app)
 def version() -> None:
     """Print pgha's version."""
     typer.echo(f"pgha {__version__}")
-
-
-def setup_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # APScheduler reports each tick skipped while a long cycle runs; that is by design.
-    logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
 
 def main() -> None:
