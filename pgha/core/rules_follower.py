@@ -82,6 +82,15 @@ def _diverged_from(
     )
     if local.timeline > leader_timeline:
         return f"on timeline {local.timeline}, ahead of the leader's {leader_timeline}"
+    crashed_primary = local.was_primary and not local.stopped_cleanly
+    if local.timeline == leader_timeline and crashed_primary:
+        # Another node leads, so it was promoted after this primary died: its timeline is
+        # newer than it says yet (its record or `history` is not written yet). Starting as
+        # its replica now would replay past the fork; wait for the rewind instead.
+        return (
+            f"was a primary on timeline {local.timeline} and did not shut down cleanly, and "
+            f"another node leads since"
+        )
     if local.timeline == leader_timeline:
         return None
     fork = cluster.fork_point(local.timeline)

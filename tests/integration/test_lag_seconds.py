@@ -11,8 +11,6 @@ the crash, says why, and is promoted only by `pgha failover --allow-data-loss`."
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,9 +18,9 @@ from typing import Any
 import pytest
 
 from pgha.core.model import parse_lsn
-from tests.fixtures.agent_node import AgentNode
 from tests.fixtures.cluster import Cluster
 from tests.fixtures.ops import pgha
+from tests.fixtures.replication import replica_cut_off
 
 pytestmark = pytest.mark.integration
 
@@ -88,11 +86,6 @@ def test_a_replica_behind_in_seconds_is_not_promoted_until_the_operator_says_so(
     cluster.check(rows[0][0] > 0, "promotion replayed the WAL received while paused")
 
 
-def walreceiver_pid(cluster: Cluster, replica: AgentNode) -> int | None:
-    rows = cluster.try_sql(replica, "SELECT pid FROM pg_stat_wal_receiver")
-    return int(rows[0][0]) if rows else None
-
-
 @pytest.mark.timeout(300)
 def test_a_replica_cut_off_beyond_the_byte_limit_is_not_promoted_until_the_operator_says_so(
     agent_cluster: AgentCluster,
@@ -108,10 +101,7 @@ def test_a_replica_cut_off_beyond_the_byte_limit_is_not_promoted_until_the_opera
     cluster.check(done.returncode == 0, done.stderr)
     [[before]] = cluster.sql(primary, "SELECT pg_current_wal_lsn()::text")
 
-    receiver = cluster.wait_until(lambda: walreceiver_pid(cluster, replica), what="a receiver")
-    os.kill(receiver, signal.SIGSTOP)
-    try:
-        cluster.sql(primary, "SELECT pg_terminate_backend(pid) FROM pg_stat_replication")
+    with replica_cut_off(cluster, primary, replica):
         cluster.sql(
             primary, "CREATE TABLE big AS SELECT repeat('x', 1000) FROM generate_series(1, 4000)"
         )
@@ -125,8 +115,6 @@ def test_a_replica_cut_off_beyond_the_byte_limit_is_not_promoted_until_the_opera
             what="the leader publishes its position past the limit",
         )
         primary.kill_host()
-    finally:
-        os.kill(receiver, signal.SIGCONT)
 
     cluster.wait_until(
         lambda: (

@@ -6,8 +6,6 @@ state is `diverged`), rewinds once that is fixed, and the WAL it discarded is in
 from __future__ import annotations
 
 import json
-import os
-import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +15,7 @@ from pgha.adapters.postgres_state import parse_lsn
 from tests.fixtures.agent_node import AgentNode
 from tests.fixtures.cluster import Cluster
 from tests.fixtures.ops import pgha
+from tests.fixtures.replication import replica_cut_off
 
 pytestmark = pytest.mark.integration
 
@@ -26,11 +25,6 @@ AgentCluster = Callable[..., Cluster]
 def member(cluster: Cluster, node: AgentNode) -> dict[str, Any]:
     record = cluster.etcd_get(f"members/{node.name}")
     return record if isinstance(record, dict) else {}
-
-
-def walreceiver_pid(cluster: Cluster, replica: AgentNode) -> int | None:
-    rows = cluster.try_sql(replica, "SELECT pid FROM pg_stat_wal_receiver")
-    return int(rows[0][0]) if rows else None
 
 
 @pytest.mark.timeout(300)
@@ -46,22 +40,12 @@ def test_rewind_preflight_refuses_then_rewinds_and_history_shows_the_discarded_w
         what=f"{new.name} replayed the table",
     )
 
-    # The replica stops receiving: its walreceiver frozen (so it cannot reconnect), the
-    # primary's walsender ended (so nothing more is in flight). The primary's next commits
-    # then exist on the primary alone, and after the crash its WAL runs past the fork point.
-    receiver = cluster.wait_until(lambda: walreceiver_pid(cluster, new), what="a walreceiver")
-    os.kill(receiver, signal.SIGSTOP)
-    try:
-        cluster.sql(old, "SELECT pg_terminate_backend(pid) FROM pg_stat_replication")
-        cluster.wait_until(
-            lambda: cluster.try_sql(old, "SELECT count(*) FROM pg_stat_replication") == [(0,)],
-            what=f"{old.name} sends no more WAL",
-        )
+    # With the replica cut off, the primary's next commits exist on the primary alone:
+    # after the crash its WAL runs past the fork point.
+    with replica_cut_off(cluster, old, new):
         cluster.sql(old, "INSERT INTO kept SELECT generate_series(1, 100)")
         [[old_end]] = cluster.sql(old, "SELECT pg_current_wal_lsn()::text")
         old.kill_host()
-    finally:
-        os.kill(receiver, signal.SIGCONT)
     cluster.wait_until(lambda: cluster.is_primary(new), what=f"{new.name} promoted", timeout=90)
 
     # A rewind user pg_rewind cannot work with: its statement_timeout would cut it short.

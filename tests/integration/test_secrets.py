@@ -346,40 +346,42 @@ def check_passfiles(cluster: Cluster) -> None:
         cluster.check(pwd.getpwuid(stat.st_uid).pw_name == owner, f"{passfile}: owner")
 
 
-def check_replication_user(cluster: Cluster) -> None:
+def check_role(cluster: Cluster, role: str, *, replication: bool, allowed_into: str) -> None:
+    """`role` may log in, replicate only if `replication`, belongs to no role, holds no
+    other attribute, and pg_hba admits it to `allowed_into` only (a database name, or
+    "replication")."""
     primary = cluster.primary()
     [flags] = cluster.sql(
         primary,
         "SELECT rolsuper, rolreplication, rolcreaterole, rolcreatedb, rolbypassrls, rolcanlogin,"
         " (SELECT count(*) FROM pg_auth_members m WHERE m.member = r.oid)"
-        " FROM pg_roles r WHERE rolname = 'replicator'",
+        " FROM pg_roles r WHERE rolname = %s",
+        (role,),
     )
-    expected = (False, True, False, False, False, True, 0)
-    cluster.check(tuple(flags) == expected, f"replicator's attributes: {flags}")
-    # pg_hba lets it in for replication only: no database session.
+    expected = (False, replication, False, False, False, True, 0)
+    cluster.check(tuple(flags) == expected, f"{role}'s attributes: {flags}")
+    refused = "template1" if allowed_into == "postgres" else "postgres"
+    password = REPLICATION_PASSWORD if replication else REWIND_PASSWORD
     with pytest.raises(psycopg.OperationalError, match=r"no pg_hba\.conf entry"):
         psycopg.connect(
             host=primary.host,
             port=primary.port,
-            user="replicator",
-            password=REPLICATION_PASSWORD,
-            dbname="postgres",
+            user=role,
+            password=password,
+            dbname=refused,
             connect_timeout=5,
         ).close()
 
 
+def check_replication_user(cluster: Cluster) -> None:
+    # pg_hba lets it in for replication only: no database session.
+    check_role(cluster, "replicator", replication=True, allowed_into="replication")
+
+
 def check_rewind_user(cluster: Cluster) -> None:
-    primary = cluster.primary()
-    [flags] = cluster.sql(
-        primary,
-        "SELECT rolsuper, rolreplication, rolcreaterole, rolcreatedb, rolbypassrls, rolcanlogin,"
-        " (SELECT count(*) FROM pg_auth_members m WHERE m.member = r.oid)"
-        " FROM pg_roles r WHERE rolname = 'rewinder'",
-    )
-    expected = (False, False, False, False, False, True, 0)
-    cluster.check(tuple(flags) == expected, f"rewinder's attributes: {flags}")
+    check_role(cluster, "rewinder", replication=False, allowed_into="postgres")
     granted = cluster.sql(
-        primary,
+        cluster.primary(),
         "SELECT p.oid::regprocedure::text FROM pg_proc p, aclexplode(p.proacl) a"
         " WHERE a.grantee = 'rewinder'::regrole AND a.privilege_type = 'EXECUTE'",
     )
@@ -388,13 +390,3 @@ def check_rewind_user(cluster: Cluster) -> None:
         sorted(row[0] for row in granted) == wanted,
         f"rewinder may execute exactly pg_rewind's functions: {granted}",
     )
-    # pg_hba lets it into the postgres database only.
-    with pytest.raises(psycopg.OperationalError, match=r"no pg_hba\.conf entry"):
-        psycopg.connect(
-            host=primary.host,
-            port=primary.port,
-            user="rewinder",
-            password=REWIND_PASSWORD,
-            dbname="template1",
-            connect_timeout=5,
-        ).close()

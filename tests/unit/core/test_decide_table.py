@@ -291,6 +291,20 @@ CASES: list[Case] = [
         (Rewind("pg2"), StartPostgres(upstream="pg2")),
     ),
     (
+        "crashed old primary whose new leader has not published its timeline yet waits",
+        observe(
+            stopped(timeline=1, position=80 * MiB, was_primary=True),
+            cluster(
+                members={
+                    "pg2": primary_member("pg2", timeline=1, checkpoint_after_promote=False)
+                },
+                timeline_switches=(),
+            ),
+        ),
+        "wait_for_leader_checkpoint",
+        (),
+    ),
+    (
         "cleanly stopped old primary before the fork follows",
         observe(stopped(timeline=1, position=90 * MiB, was_primary=True, stopped_cleanly=True)),
         "start_as_replica",
