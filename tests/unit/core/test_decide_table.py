@@ -295,9 +295,7 @@ CASES: list[Case] = [
         observe(
             stopped(timeline=1, position=80 * MiB, was_primary=True),
             cluster(
-                members={
-                    "pg2": primary_member("pg2", timeline=1, checkpoint_after_promote=False)
-                },
+                members={"pg2": primary_member("pg2", timeline=1, checkpoint_after_promote=False)},
                 timeline_switches=(),
             ),
         ),
