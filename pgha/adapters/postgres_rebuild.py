@@ -146,7 +146,6 @@ def rewind(
         control=node.read_control_data(),
         pg_wal=node.paths.data_dir / "pg_wal",
         source=source,
-        user=user,
         fork_lsn=fork_lsn,
         timeout_seconds=node.sql_timeout_seconds,
     )

@@ -44,7 +44,7 @@ from psycopg.pq import TransactionStatus
 
 from pgha.adapters.postgres_state import Upstream
 from pgha.errors import PostgresError, PostgresUnreachable
-from pgha.settings import PostgresSettings
+from pgha.settings import Credentials, PostgresSettings
 
 T = TypeVar("T")
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -251,19 +251,26 @@ def _quiet(connection: Connection) -> bool:
     return not readable
 
 
-def _superuser_conninfo(settings: PostgresSettings, host: str, port: int) -> dict[str, Any]:
+def user_conninfo(
+    user: Credentials, host: str, port: int, application_name: str = APPLICATION_NAME
+) -> dict[str, Any]:
+    """Connection keywords for `user` to the postgres database of `host`:`port`."""
     conninfo: dict[str, Any] = {
         "host": host,
         "port": port,
-        "user": settings.superuser.username,
+        "user": user.username,
         "dbname": "postgres",
-        "application_name": APPLICATION_NAME,
+        "application_name": application_name,
     }
-    password = settings.superuser.secret()
+    password = user.secret()
     if password is not None:
         # Passed in memory only; libpq sends it only if the server asks for one.
         conninfo["password"] = password
     return conninfo
+
+
+def _superuser_conninfo(settings: PostgresSettings, host: str, port: int) -> dict[str, Any]:
+    return user_conninfo(settings.superuser, host, port)
 
 
 def local_session(settings: PostgresSettings) -> PgSession:

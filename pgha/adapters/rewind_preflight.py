@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pgha.adapters.postgres_session import Connection, PgSession
+from pgha.adapters.postgres_session import Connection, PgSession, user_conninfo
 from pgha.adapters.postgres_state import ControlData, Upstream, format_lsn
 from pgha.adapters.postgres_users import REWIND_FUNCTIONS
 from pgha.errors import PostgresError
@@ -98,21 +98,13 @@ def rewind_user_problem(row: tuple[Any, ...]) -> str | None:
 
 
 def check_rewind_user(
-    settings: PostgresSettings, source: Upstream, user: str, *, timeout_seconds: float
+    settings: PostgresSettings, source: Upstream, *, timeout_seconds: float
 ) -> str | None:
-    """Connect to `source` as pg_rewind will (user, passfile-free: the password is passed in
-    memory) and check the user's privileges and statement_timeout."""
-    credentials = settings.rewind if settings.rewind is not None else settings.superuser
-    conninfo: dict[str, Any] = {
-        "host": source.host,
-        "port": source.port,
-        "user": user,
-        "dbname": "postgres",
-        "application_name": "pgha-rewind-check",
-    }
-    password = credentials.secret()
-    if password is not None:
-        conninfo["password"] = password
+    """Connect to `source` as pg_rewind will (the password passed in memory, not through
+    the passfile) and check the user's privileges and statement_timeout."""
+    credentials = settings.rewind or settings.superuser
+    user = credentials.username
+    conninfo = user_conninfo(credentials, source.host, source.port, "pgha-rewind-check")
     session = PgSession(f"{source.host}:{source.port}", server_timeout=False, **conninfo)
     privileges = ", ".join(
         f"has_function_privilege(current_user, '{function}', 'EXECUTE')"
@@ -137,7 +129,6 @@ def preflight(
     control: ControlData,
     pg_wal: Path,
     source: Upstream,
-    user: str,
     fork_lsn: int | None,
     timeout_seconds: float,
 ) -> None:
@@ -145,7 +136,7 @@ def preflight(
     problems = [
         check_target(control),
         check_wal(pg_wal, control.checkpoint_timeline, fork_lsn, control.wal_segment_bytes),
-        check_rewind_user(settings, source, user, timeout_seconds=timeout_seconds),
+        check_rewind_user(settings, source, timeout_seconds=timeout_seconds),
     ]
     found = [problem for problem in problems if problem is not None]
     if found:

@@ -40,7 +40,7 @@ from pgha.adapters.store import (
 )
 from pgha.agent.config_record import parse_config
 from pgha.agent.problem_log import Problems, describe
-from pgha.agent.record_fields import BadRecord, data_of, field_of, lsn_field
+from pgha.agent.record_fields import BadRecord, data_of, field_of, lsn_field, object_of
 from pgha.agent.switchover_record import parse_switchover
 from pgha.core.model import (
     ClusterView,
@@ -250,11 +250,9 @@ def _parse_sync(value: Value | None, problems: list[str]) -> tuple[SyncState | N
 def _parse_status(value: Value | None, problems: list[str]) -> tuple[Lsn | None, float | None]:
     """The leader's published position and heartbeat stamp: the bases of the lag limits."""
     try:
-        data = data_of(value)
+        data = object_of(value)
         if data is None:
             return None, None
-        if not isinstance(data, dict):
-            raise BadRecord("expected a JSON object")
         heartbeat = field_of(data, "heartbeat_at", (int, float), None)
         return lsn_field(data, "position"), None if heartbeat is None else float(heartbeat)
     except BadRecord as exc:
@@ -285,11 +283,9 @@ def _parse_history(value: Value | None, problems: list[str]) -> tuple[TimelineSw
 
 def _parse_handoff(value: Value | None, problems: list[str]) -> Handoff | None:
     try:
-        data = data_of(value)
+        data = object_of(value)
         if data is None:
             return None
-        if not isinstance(data, dict):
-            raise BadRecord("expected a JSON object")
         final_lsn = lsn_field(data, "final_lsn")
         if final_lsn is None:
             raise BadRecord("final_lsn is missing")

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from pgha.adapters.store import Value
-from pgha.agent.record_fields import BadRecord, data_of, field_of
+from pgha.agent.record_fields import BadRecord, field_of, object_of
 from pgha.core.model import Policy
 from pgha.dynamic_config import SYNCHRONOUS_MODES
 from pgha.settings import check_timers
@@ -35,11 +35,9 @@ def parse_config(
     value: Value | None, last_policy: Policy, last_paused: bool, problems: list[str]
 ) -> tuple[Policy, bool]:
     try:
-        data = data_of(value)
+        data = object_of(value)
         if data is None:
             return last_policy, False
-        if not isinstance(data, dict):
-            raise BadRecord("expected a JSON object")
         changes = {}
         for key, attribute in DYNAMIC_KEYS.items():
             if key in data:

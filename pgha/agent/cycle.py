@@ -208,9 +208,10 @@ class Cycle:
         self.sync_log.note(now, mode)
 
     def _ensure_users_once(self, state: PostgresState) -> None:
-        """As leader of a read-write primary, once per agent process: create or update the
-        database users, so that one added to the settings (the rewind user, after an
-        upgrade) exists without waiting for the next promotion."""
+        """As leader of a read-write primary, once per leadership (after a promotion, or
+        after this agent restarted and rebound its key): create or update the database
+        users, so that one added to the settings (the rewind user, after an upgrade) exists
+        without waiting for a failover."""
         runtime = self.runtime
         if runtime.users_ensured or runtime.claim is None or not state.is_primary:
             return
@@ -221,8 +222,7 @@ class Cycle:
             self.executor.control.ensure_users()
         except PghaError as exc:
             log.warning(
-                "could not set up the database users (tried again after the next promotion "
-                "or agent restart): %s",
+                "could not set up the database users (tried again in the next leadership): %s",
                 exc,
             )
 

@@ -279,6 +279,7 @@ class Executor:
         if claim is None:
             raise ActionFailed("lost the key during bootstrap")
         self.control.ensure_users()
+        self.runtime.users_ensured = True
         state = self.probe.probe()
         if state.system_identifier is None:
             raise ActionFailed("cannot read the new cluster's system identifier")
@@ -316,12 +317,6 @@ class Executor:
         self.control.promote()
         self.control.checkpoint()
         self.runtime.checkpoint_after_promote = True
-        try:
-            # Users added to the settings since the bootstrap (the rewind user, say).
-            self.control.ensure_users()
-        except PghaError as exc:
-            log.warning("promoted, but could not set up the database users: %s", exc)
-            return f"promoted and checkpointed; users not set up: {exc}"
         return "promoted and checkpointed"
 
     def _follow_leader(self, action: a.FollowLeader, view: ClusterView | None) -> None:

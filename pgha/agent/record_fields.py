@@ -26,6 +26,16 @@ def data_of(value: Value | None) -> Any:
     return value.data
 
 
+def object_of(value: Value | None) -> dict[str, Any] | None:
+    """A key holding a JSON object, as a dict; None when the key (or its value) is missing."""
+    data = data_of(value)
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise BadRecord("expected a JSON object")
+    return data
+
+
 def field_of(
     data: Mapping[str, Any], name: str, kind: type | tuple[type, ...], default: Any
 ) -> Any:

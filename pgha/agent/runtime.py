@@ -45,7 +45,8 @@ class Runtime:
     """The WAL range the last rewind of this node discarded, for its member record and,
     through the leader, for `history` (agent/divergence.py)."""
     users_ensured: bool = False
-    """This process, as leader, has created or updated the database users (cycle.py)."""
+    """This node has created or updated the database users in its current leadership
+    (cycle.py); cleared when it loses the key, so every new leader does it once."""
     busy_with: str | None = None
     """"rewinding" or "cloning" while the cycle runs pg_rewind or pg_basebackup."""
     checkpoint_after_promote: bool = False
@@ -92,6 +93,7 @@ class Runtime:
         self.claim = None
         self.fencing_deadline = None
         self.checkpoint_after_promote = False
+        self.users_ensured = False
         self._publish_deadline()
 
     def disarm_guard(self) -> None:

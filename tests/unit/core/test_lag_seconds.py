@@ -29,6 +29,19 @@ def gone(**changes: object) -> ClusterView:
     return leaderless(**defaults)
 
 
+def rival_ahead(replayed_seconds_ago: float) -> ClusterView:
+    """pg3 ahead of pg1 in bytes (at the last published position), its replayed heartbeat
+    `replayed_seconds_ago` old."""
+    pg3 = member(
+        "pg3",
+        no_leader_revision=121,
+        position=101 * MiB,
+        heartbeat_replayed_at=BEAT - replayed_seconds_ago,
+    )
+    members = {"pg1": member("pg1", no_leader_revision=120), "pg3": pg3}
+    return gone(members=members, last_primary_position=101 * MiB)
+
+
 def behind(seconds: float | None) -> LocalPostgres:
     """pg1 (ahead of pg3 in bytes) whose replayed heartbeat is `seconds` old."""
     return replica(heartbeat_replayed_at=None if seconds is None else BEAT - seconds)
@@ -74,18 +87,7 @@ CASES = [
     (
         "a rival ahead in bytes but beyond the limit is no rival",
         behind(1),
-        gone(
-            members={
-                "pg1": member("pg1", no_leader_revision=120),
-                "pg3": member(
-                    "pg3",
-                    no_leader_revision=121,
-                    position=101 * MiB,
-                    heartbeat_replayed_at=BEAT - 4,
-                ),
-            },
-            last_primary_position=101 * MiB,
-        ),
+        rival_ahead(replayed_seconds_ago=4),
         LIMIT,
         "take_over_expired_leader",
         "best eligible",
@@ -93,18 +95,7 @@ CASES = [
     (
         "a rival ahead in bytes and within the limit wins",
         behind(1),
-        gone(
-            members={
-                "pg1": member("pg1", no_leader_revision=120),
-                "pg3": member(
-                    "pg3",
-                    no_leader_revision=121,
-                    position=101 * MiB,
-                    heartbeat_replayed_at=BEAT - 2,
-                ),
-            },
-            last_primary_position=101 * MiB,
-        ),
+        rival_ahead(replayed_seconds_ago=2),
         LIMIT,
         "wait_for_better_candidate",
         "pg3 is ahead",
