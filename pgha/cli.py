@@ -25,7 +25,8 @@ from pgha.cli_requests import register_request_commands
 from pgha.demo import Demo
 from pgha.entry import run_agent, setup_logging
 from pgha.errors import ConfigError, PghaError
-from pgha.settings import Settings, load_settings, masked, unreadable_files
+from pgha.settings import Settings, unreadable_files
+from pgha.settings_load import load_settings, masked
 from pgha.tls_files import ca_warnings, certificate_problems
 
 app = typer.Typer(

@@ -17,8 +17,9 @@ import typer
 
 from pgha.adapters.etcd_store import EtcdStore
 from pgha.errors import ConfigError
-from pgha.settings import Settings, load_settings
+from pgha.settings import Settings
 from pgha.settings_base import split_address
+from pgha.settings_load import load_settings
 
 DEFAULT_CONFIG = Path("/etc/pgha/pgha.yml")
 DEFAULT_ETCD_TIMEOUT_SECONDS = 2.0

@@ -3,10 +3,11 @@
 The agent runs for months and its resident memory is what every host pays for it, so the
 plain `pgha agent [--config FILE]` command line, the one systemd runs, is read here without
 loading the command-line framework and the operator commands (typer, the cli_* modules):
-about 1.5 MiB less for the agent's whole life. Any other form of it (`--help`, an unknown
-option, a directory given as the file) goes to the full command line, which says what is
-wrong exactly as it does for every other command. Both paths run the agent the same way
-(`run_agent`).
+about 1.5 MiB less for the agent's whole life. Its settings are loaded in a short-lived
+child (`pgha.settings_handoff`), which keeps pydantic out of it too. Any other form of it
+(`--help`, an unknown option, a directory given as the file) goes to the full command
+line, which says what is wrong exactly as it does for every other command. Both paths run
+the agent the same way (`run_agent`).
 
 This module must not import typer or pgha.cli at the top: that is the point of it.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 from pgha.agent.loop import Agent
 from pgha.api.server import ApiUnavailable
 from pgha.errors import ConfigError
-from pgha.settings import load_settings
+from pgha.settings_handoff import load_settings_apart
 
 DEFAULT_CONFIG = Path("/etc/pgha/pgha.yml")
 CONFIG_ENVIRONMENT = "PGHA_CONFIG"
@@ -52,7 +53,7 @@ def agent_config(argv: Sequence[str], environ: Mapping[str, str]) -> Path | None
 def run_agent(config: Path) -> int:
     """Run the HA agent for this node until SIGTERM; returns the exit status."""
     try:
-        settings = load_settings(config)
+        settings = load_settings_apart(config)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

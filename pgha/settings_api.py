@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, SecretStr, model_validator
-
-from pgha.settings_base import Address, Section
+from pgha.settings_base import Address, Check, Secret, Section
 
 
+@dataclass(frozen=True, kw_only=True)
 class ApiTlsSettings(Section):
     """HTTPS for the API: off unless `cert` and `key` are given."""
 
     cert: Path | None = None
     key: Path | None = None
-    ca_cert: Path | None = Field(
-        default=None, description="the CA that signs the client certificates to accept"
-    )
+    ca_cert: Path | None = None
+    """The CA that signs the client certificates to accept."""
     verify_client: Literal["none", "optional", "required"] = "none"
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
+    def __post_init__(self) -> None:
         if (self.cert is None) != (self.key is None):
             raise ValueError("cert and key go together: give both or neither")
         if self.verify_client != "none" and self.ca_cert is None:
@@ -33,7 +31,6 @@ class ApiTlsSettings(Section):
             raise ValueError(
                 "ca_cert and verify_client need cert and key: clients are verified over TLS only"
             )
-        return self
 
     @property
     def enabled(self) -> bool:
@@ -47,13 +44,14 @@ def token_problem(text: str) -> str | None:
     return "a token is 1 to 1024 visible ASCII characters without spaces (it goes in a header)"
 
 
-def _check_token(token: SecretStr | None) -> SecretStr | None:
+def _check_token(token: Secret | None) -> Secret | None:
     problem = token_problem(token.get_secret_value()) if token is not None else None
     if problem is not None:
         raise ValueError(problem)
     return token
 
 
+@dataclass(frozen=True, kw_only=True)
 class ApiAuthSettings(Section):
     """Credentials for /cluster, /history and /metrics; the health checks stay open.
 
@@ -61,36 +59,33 @@ class ApiAuthSettings(Section):
     against api.tls.ca_cert; when both are set, either one is enough. Neither: no auth.
     """
 
-    token: Annotated[SecretStr | None, AfterValidator(_check_token)] = None
+    token: Annotated[Secret | None, Check(_check_token)] = None
     token_file: Path | None = None
     client_cert: bool = False
 
-    @model_validator(mode="after")
-    def _one_token_source(self) -> Self:
+    def __post_init__(self) -> None:
         if self.token is not None and self.token_file is not None:
             raise ValueError("give either token or token_file, not both")
-        return self
 
     @property
     def required(self) -> bool:
         return self.token is not None or self.token_file is not None or self.client_cert
 
 
+@dataclass(frozen=True, kw_only=True)
 class ApiSettings(Section):
     listen: Address = "127.0.0.1:8008"
-    tls: ApiTlsSettings = ApiTlsSettings()
-    auth: ApiAuthSettings = ApiAuthSettings()
+    tls: ApiTlsSettings = field(default_factory=ApiTlsSettings)
+    auth: ApiAuthSettings = field(default_factory=ApiAuthSettings)
 
     @property
     def url(self) -> str:
         """The API's base URL as peers and operators should call it: https once TLS is on."""
         return f"{'https' if self.tls.enabled else 'http'}://{self.listen}"
 
-    @model_validator(mode="after")
-    def _client_cert_needs_verification(self) -> Self:
+    def __post_init__(self) -> None:
         if self.auth.client_cert and self.tls.verify_client == "none":
             raise ValueError(
                 "auth.client_cert needs tls.verify_client: optional or required (and "
                 "tls.ca_cert); without them no client certificate is ever verified"
             )
-        return self

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 from pgha.adapters.hooks import ON_ROLE_CHANGE, HookEvent, HookRunner
 from pgha.adapters.postgres_probe import PostgresProbe
@@ -51,7 +51,7 @@ def policy_from_settings(settings: Settings) -> Policy:
         primary_unhealthy_timeout_seconds=settings.primary_unhealthy_timeout,
         maximum_lag_on_failover_bytes=settings.maximum_lag_on_failover,
         maximum_lag_seconds_on_failover=settings.maximum_lag_seconds_on_failover,
-        tags=Tags(**settings.tags.model_dump()),
+        tags=Tags(**asdict(settings.tags)),
     )
 
 

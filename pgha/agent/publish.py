@@ -8,7 +8,7 @@ POSITION_PUBLISH_SECONDS (traps 20): an idle cluster writes almost nothing to et
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from pgha.adapters.postgres_state import PostgresState
@@ -63,7 +63,7 @@ def member_record(
         "position": format_lsn(local.position) if local.position is not None else None,
         "upstream": local.upstream,
         "streaming": local.upstream is not None,
-        "tags": settings.tags.model_dump(),
+        "tags": asdict(settings.tags),
         "no_leader_revision": runtime.no_leader_revision,
         "checkpoint_after_promote": runtime.checkpoint_after_promote,
         "sysid": local.system_identifier,

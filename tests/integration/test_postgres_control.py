@@ -7,6 +7,7 @@ import shutil
 import signal
 import stat
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -285,7 +286,7 @@ def test_parameters_may_not_override_what_pgha_owns(pg_factory: PgFactory) -> No
 
 def test_a_missing_binary_is_a_clear_error(pg_factory: PgFactory, tmp_path: Path) -> None:
     node = pg_factory.node("p")
-    broken = node.settings.model_copy(update={"bin_dir": tmp_path / "nowhere"})
+    broken = replace(node.settings, bin_dir=tmp_path / "nowhere")
     with pytest.raises(PostgresError, match="nowhere/initdb is missing"):
         PostgresControl(broken, node="p").initdb()
 

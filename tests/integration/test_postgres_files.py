@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from pgha.adapters.pg_process import RunAs
 from pgha.adapters.postgres_files import (
@@ -19,12 +18,14 @@ from pgha.adapters.postgres_files import (
 from pgha.adapters.postgres_state import Upstream
 from pgha.errors import PostgresError
 from pgha.settings import Credentials, PostgresSettings
+from pgha.settings_base import Secret
+from pgha.settings_load import validated
 from tests.fixtures.postgres import PgFactory
 
 
 def settings(**changes: object) -> PostgresSettings:
     base: dict[str, object] = {"data_dir": Path("/srv/pg/data"), "socket_dir": Path("/run/pg")}
-    return PostgresSettings.model_validate({**base, **changes})
+    return validated(PostgresSettings, {**base, **changes})
 
 
 @pytest.mark.parametrize(
@@ -51,7 +52,7 @@ def test_a_value_with_a_line_break_is_refused() -> None:
 def test_pgha_conf_of_a_replica_names_its_upstream_and_passfile_but_no_password() -> None:
     node = settings(
         listen="127.0.0.1:5433",
-        replication=Credentials(username="replicator", password=SecretStr("pw")),
+        replication=Credentials(username="replicator", password=Secret("pw")),
         parameters={"max_wal_senders": 20, "work_mem": "8MB"},
     )
     paths = PostgresPaths.for_settings(node)
@@ -107,13 +108,13 @@ def test_pg_hba_admits_the_directly_connected_networks_of_another_member() -> No
 def test_passfile_escapes_separators_and_skips_users_without_a_password() -> None:
     node = settings(
         superuser=Credentials(username="postgres"),
-        replication=Credentials(username="rep", password=SecretStr("a:b\\c")),
+        replication=Credentials(username="rep", password=Secret("a:b\\c")),
     )
     assert render_passfile(node) == "*:*:*:rep:a\\:b\\\\c\n"
 
 
 def test_a_rewind_user_may_reach_the_postgres_database_only_and_has_a_passfile_line() -> None:
-    node = settings(rewind=Credentials(username="rewinder", password=SecretStr("rw")))
+    node = settings(rewind=Credentials(username="rewinder", password=Secret("rw")))
     hba = render_pg_hba(node).splitlines()
     assert 'host   postgres     "rewinder"  127.0.0.0/8  scram-sha-256' in hba
     assert not any('"rewinder"' in line and "postgres " not in line for line in hba)

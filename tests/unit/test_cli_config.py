@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pgha.settings import load_settings
+from pgha.settings_load import load_settings
 from tests.unit.test_settings import GOOD
 
 PGHA = [sys.executable, "-m", "pgha"]

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pgha.settings import load_settings
 from pgha.settings_base import split_address
+from pgha.settings_load import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pgha.settings import Settings, load_settings
+from pgha.settings import Settings
+from pgha.settings_load import load_settings
 from pgha.tls_files import ca_problems, ca_warnings, certificate_problems, pair_problems
 from tests.fixtures.etcd import TlsFiles, make_tls_files
 from tests.unit.test_cli_config import run

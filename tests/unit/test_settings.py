@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from pgha.errors import ConfigError
-from pgha.settings import check_timers, load_settings, masked
+from pgha.settings import check_timers
 from pgha.settings_base import split_address
+from pgha.settings_load import load_settings, masked
 
 GOOD = """\
 cluster: main

@@ -12,7 +12,8 @@ import yaml
 
 from pgha.cli import configuration_warnings
 from pgha.errors import ConfigError
-from pgha.settings import Settings, load_settings, masked, unreadable_files
+from pgha.settings import Settings, unreadable_files
+from pgha.settings_load import load_settings, masked
 
 TOKEN = "t0ken-for-the-api"
 

@@ -9,12 +9,12 @@ import logging
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from pgha.api.auth import PROTECTED_PATHS, ApiAuth
 from pgha.api.routes import HEALTH_CHECKS
 from pgha.errors import ConfigError
 from pgha.settings_api import ApiAuthSettings
+from pgha.settings_base import Secret
 from tests.unit.api.conftest import Serve
 from tests.unit.api.wire import bearer, get, header, status_of
 
@@ -70,7 +70,7 @@ def test_a_token_comes_from_its_file_without_the_newline(tmp_path: Path) -> None
     path = tmp_path / "token"
     path.write_text(f"{TOKEN}\n")
     assert ApiAuth.load(ApiAuthSettings(token_file=path)) == ApiAuth(TOKEN.encode())
-    assert ApiAuth.load(ApiAuthSettings(token=SecretStr(TOKEN))) == ApiAuth(TOKEN.encode())
+    assert ApiAuth.load(ApiAuthSettings(token=Secret(TOKEN))) == ApiAuth(TOKEN.encode())
     assert not ApiAuth.load(ApiAuthSettings()).required
 
 
@@ -99,7 +99,7 @@ def test_an_unusable_token_file_is_a_clear_error(
 def test_protected_paths_answer_401_without_the_token_and_200_with_it(
     serving: Serve, caplog: pytest.LogCaptureFixture
 ) -> None:
-    port = serving(auth=ApiAuthSettings(token=SecretStr(TOKEN)))
+    port = serving(auth=ApiAuthSettings(token=Secret(TOKEN)))
     caplog.set_level(logging.INFO, logger="pgha.api")
     for path in sorted(PROTECTED_PATHS):
         for method in ("GET", "HEAD"):
@@ -120,7 +120,7 @@ def test_protected_paths_answer_401_without_the_token_and_200_with_it(
 
 
 def test_the_health_checks_stay_open(serving: Serve) -> None:
-    port = serving(auth=ApiAuthSettings(token=SecretStr(TOKEN)))
+    port = serving(auth=ApiAuthSettings(token=Secret(TOKEN)))
     codes = {path: status_of(get(port, path)) for path in HEALTH_CHECKS}
     assert codes == {
         "/primary": 200,
@@ -134,7 +134,7 @@ def test_the_health_checks_stay_open(serving: Serve) -> None:
 
 
 def test_writes_get_405_before_any_question_of_credentials(serving: Serve) -> None:
-    port = serving(auth=ApiAuthSettings(token=SecretStr(TOKEN)))
+    port = serving(auth=ApiAuthSettings(token=Secret(TOKEN)))
     for method in ("POST", "PUT", "DELETE"):
         answer = get(port, "/cluster", method, bearer(TOKEN) + b"Content-Length: 2\r\n\r\n{}")
         assert status_of(answer) == 405

@@ -16,13 +16,13 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import SecretStr
 
 from pgha.api import server as api_server
 from pgha.api.auth import PROTECTED_PATHS
 from pgha.api.routes import HEALTH_CHECKS, PATHS
 from pgha.api.server import ApiServer
 from pgha.settings_api import ApiAuthSettings
+from pgha.settings_base import Secret
 from tests.fixtures.etcd import TlsFiles
 from tests.fixtures.postgres import free_port
 from tests.unit.api.conftest import Serve
@@ -42,7 +42,7 @@ NO_SPACE = st.characters(min_codepoint=0x21, max_codepoint=0xFF, exclude_charact
 def port() -> Iterator[int]:
     """One server for every example (hypothesis runs hundreds), with a token on /cluster,
     /history and /metrics."""
-    auth = ApiAuthSettings(token=SecretStr(TOKEN))
+    auth = ApiAuthSettings(token=Secret(TOKEN))
     api = ApiServer(f"127.0.0.1:{free_port()}", lambda: report("primary"), auth=auth)
     api.start()
     yield api.port
@@ -154,7 +154,7 @@ def test_the_server_survived_the_fuzzing(port: int) -> None:
 
 @pytest.fixture(scope="module")
 def tls_port(tls_files: TlsFiles) -> Iterator[int]:
-    auth = ApiAuthSettings(token=SecretStr(TOKEN))
+    auth = ApiAuthSettings(token=Secret(TOKEN))
     address = f"127.0.0.1:{free_port()}"
     api = ApiServer(address, lambda: report("primary"), tls=server_tls(tls_files), auth=auth)
     api.start()

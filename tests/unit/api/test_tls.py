@@ -10,12 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from pgha.api import server as api_server
 from pgha.api.server import ApiServer, ApiUnavailable
 from pgha.api.tls import server_context
 from pgha.settings_api import ApiAuthSettings, ApiTlsSettings
+from pgha.settings_base import Secret
+from pgha.settings_load import validated
 from tests.fixtures.etcd import TlsFiles, _openssl
 from tests.fixtures.postgres import free_port
 from tests.unit.api.conftest import Serve
@@ -104,7 +105,7 @@ def test_verify_client_required_refuses_a_client_without_a_trusted_certificate(
 def test_a_client_certificate_opens_the_protected_paths_when_auth_accepts_it(
     serving: Serve, tls_files: TlsFiles, stranger_cert: tuple[Path, Path]
 ) -> None:
-    auth = ApiAuthSettings(token=SecretStr(TOKEN), client_cert=True)
+    auth = ApiAuthSettings(token=Secret(TOKEN), client_cert=True)
     port = serving(tls=server_tls(tls_files, "optional"), auth=auth)
     anonymous = client_context(tls_files)
     with_cert = client_context(tls_files, tls_files.client_cert, tls_files.client_key)
@@ -118,9 +119,7 @@ def test_a_client_certificate_opens_the_protected_paths_when_auth_accepts_it(
 def test_a_certificate_alone_is_no_credential_unless_auth_says_so(
     serving: Serve, tls_files: TlsFiles
 ) -> None:
-    port = serving(
-        tls=server_tls(tls_files, "required"), auth=ApiAuthSettings(token=SecretStr(TOKEN))
-    )
+    port = serving(tls=server_tls(tls_files, "required"), auth=ApiAuthSettings(token=Secret(TOKEN)))
     with_cert = client_context(tls_files, tls_files.client_cert, tls_files.client_key)
     assert status_of(get(port, "/cluster", context=with_cert)) == 401
     assert status_of(get(port, "/cluster", extra=bearer(TOKEN), context=with_cert)) == 200
@@ -128,7 +127,7 @@ def test_a_certificate_alone_is_no_credential_unless_auth_says_so(
 
 def tls_with(files: TlsFiles, **paths: Path) -> ApiTlsSettings:
     settings = {"cert": files.server_cert, "key": files.server_key, **paths}
-    return ApiTlsSettings.model_validate(settings)
+    return validated(ApiTlsSettings, settings)
 
 
 def test_unusable_certificate_files_are_clear_errors(tls_files: TlsFiles, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import ssl
 from pathlib import Path
 
 from pgha.settings_api import ApiTlsSettings
+from pgha.settings_load import validated
 from tests.fixtures.etcd import TlsFiles
 
 
@@ -92,11 +93,12 @@ def client_context(
 
 def server_tls(files: TlsFiles, verify_client: str = "none") -> ApiTlsSettings:
     ca_cert = files.ca_cert if verify_client != "none" else None
-    return ApiTlsSettings.model_validate(
+    return validated(
+        ApiTlsSettings,
         {
             "cert": files.server_cert,
             "key": files.server_key,
             "ca_cert": ca_cert,
             "verify_client": verify_client,
-        }
+        },
     )
