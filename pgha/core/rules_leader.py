@@ -70,9 +70,15 @@ def lead(obs: Observation, policy: Policy) -> Decision | None:
             AppendHistory(f"{obs.node.name} promoted in term {term}"),
         )
     if state is PgRunState.STARTING:
+        # Crash recovery counts against primary_start_timeout too, as in Patroni: a
+        # primary that never finishes starting must not hold the key for ever.
+        down_for = _down_for(obs)
+        if down_for >= policy.primary_start_timeout_seconds:
+            return _release_after_start_timeout(obs, policy)
         return decision(
             "wait_for_primary_start",
-            f"leader in term {term}; Postgres is starting (crash recovery?)",
+            f"leader in term {term}; Postgres is starting (crash recovery?) for "
+            f"{down_for:.0f} s of primary_start_timeout {policy.primary_start_timeout_seconds:g} s",
             RenewLeader(),
         )
     if state is PgRunState.NO_DATA:
@@ -123,9 +129,14 @@ def _unhealthy_primary(obs: Observation, policy: Policy) -> Decision | None:
     )
 
 
-def _restart_or_release(obs: Observation, policy: Policy) -> Decision:
+def _down_for(obs: Observation) -> float:
+    """Seconds since this leader first saw its Postgres not running (0 if it runs)."""
     down_since = obs.node.primary_down_since
-    down_for = 0.0 if down_since is None else obs.now - down_since
+    return 0.0 if down_since is None else obs.now - down_since
+
+
+def _restart_or_release(obs: Observation, policy: Policy) -> Decision:
+    down_for = _down_for(obs)
     if down_for < policy.primary_start_timeout_seconds:
         return decision(
             "restart_crashed_primary",
@@ -135,6 +146,10 @@ def _restart_or_release(obs: Observation, policy: Policy) -> Decision:
             RenewLeader(),
             StartPostgres(as_primary=True),
         )
+    return _release_after_start_timeout(obs, policy)
+
+
+def _release_after_start_timeout(obs: Observation, policy: Policy) -> Decision:
     return decision(
         "release_after_start_timeout",
         f"Postgres did not come back within primary_start_timeout "

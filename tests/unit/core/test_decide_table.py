@@ -253,6 +253,16 @@ CASES: list[Case] = [
         (RenewLeader(),),
     ),
     (
+        "primary still starting past primary_start_timeout: stop, then release",
+        observe(
+            replica(run_state=PgRunState.STARTING),
+            cluster(leader=my_key()),
+            as_leader(primary_down_since=NOW - 301),
+        ),
+        "release_after_start_timeout",
+        (StopPostgres("immediate", fence=True), ReleaseLeader),
+    ),
+    (
         "primary probe times out: keep renewing until primary_unhealthy_timeout",
         held(primary(run_state=PgRunState.UNREACHABLE)),
         "renew_while_primary_unhealthy",
