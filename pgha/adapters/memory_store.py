@@ -210,13 +210,13 @@ class MemoryStore:
             server._put(self._key(LEADER), name, lease.id)
             return LeaderClaim(name, entry.create_revision, lease.id)
 
-    def renew_leader(self, claim: LeaderClaim, lease: Lease) -> bool:
+    def renew_leader(self, claim: LeaderClaim, lease: Lease, *, confirm: bool = True) -> bool:
         with self._call() as server:
             known = server._leases.get(lease.id)
-            if known is None:
+            if known is None or lease.id != claim.lease_id:
                 return False
             known.expires_at = server._clock() + known.ttl_seconds
-            return self._holds(claim)
+            return self._holds(claim) if confirm else True
 
     def release_leader(
         self, claim: LeaderClaim, handoff: Any | None = None, handoff_lease: Lease | None = None

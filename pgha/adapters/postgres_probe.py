@@ -49,17 +49,23 @@ SELECT current_setting('server_version_num')::int,
             THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
        END,
        current_setting('synchronous_standby_names'),
-       CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn()::text END
+       CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn()::text END,
+       to_regclass('pgha.heartbeat') IS NOT NULL,
+       (SELECT json_build_array(status, sender_host, sender_port, slot_name, received_tli,
+                                flushed_lsn::text)
+          FROM pg_stat_wal_receiver),
+       (SELECT json_agg(json_build_array(application_name, host(client_addr), state,
+                                         sync_state, sent_lsn::text, write_lsn::text,
+                                         flush_lsn::text, replay_lsn::text)
+                        ORDER BY application_name, pid)
+          FROM pg_stat_replication),
+       CASE WHEN pg_is_in_recovery() THEN
+            (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int)
+               FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{8}[.]history$')
+       END
 """
-_RECEIVER_SQL = """
-SELECT status, sender_host, sender_port, slot_name, received_tli, flushed_lsn::text
-FROM pg_stat_wal_receiver
-"""
-_REPLICATION_SQL = """
-SELECT application_name, host(client_addr), state, sync_state,
-       sent_lsn::text, write_lsn::text, flush_lsn::text, replay_lsn::text
-FROM pg_stat_replication ORDER BY application_name, pid
-"""
+"""One round trip for everything: each statement more costs an idle agent CPU every cycle.
+The walreceiver (one row, or none) and the walsenders (a row each) come as JSON arrays."""
 
 
 def _lsn(text: str | None) -> int | None:
@@ -81,52 +87,44 @@ def _configured_upstream(conninfo: str, slot: str) -> Upstream | None:
 _HEARTBEAT_SQL = """
 SELECT extract(epoch FROM at)::float8 FROM pgha.heartbeat WHERE id = 1
 """
-_HEARTBEAT_TABLE_SQL = "SELECT to_regclass('pgha.heartbeat') IS NOT NULL"
-
-_HISTORY_TLI_SQL = """
-SELECT max(('x' || substr(name, 1, 8))::bit(32)::int)
-  FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{8}[.]history$'
-"""
 
 
-def _read_heartbeat(connection: Connection) -> float | None:
-    """The newest heartbeat stamp here (None before the leader first wrote one)."""
-    cursor = connection.cursor()
-    table = cursor.execute(_HEARTBEAT_TABLE_SQL).fetchone()
-    if table is None or not table[0]:
+def _read_heartbeat(connection: Connection, table_exists: bool) -> float | None:
+    """The newest heartbeat stamp here (None before the leader first wrote one); whether
+    the table exists comes with the server query, one round trip fewer per probe."""
+    if not table_exists:
         return None
+    cursor = connection.cursor()
     found = cursor.execute(_HEARTBEAT_SQL).fetchone()
     return float(found[0]) if found is not None and found[0] is not None else None
 
 
 def _read_server(connection: Connection) -> dict[str, Any]:
-    """All SQL-derived fields of PostgresState, from a few queries on one connection."""
+    """All SQL-derived fields of PostgresState, from one query (and the heartbeat's)."""
     cursor = connection.cursor()
     row = cursor.execute(_SERVER_SQL).fetchone()
     assert row is not None  # a SELECT without FROM always returns one row
     (version, sysid, in_recovery, checkpoint_tli, min_recovery_tli, wal_lsn, wal_tli,
      receive_lsn, replay_lsn, conninfo, slot, pending, replay_age, sync_names,
-     flush_lsn) = row  # fmt: skip
-    receiver_row = cursor.execute(_RECEIVER_SQL).fetchone()
+     flush_lsn, heartbeat_table, receiver_row, replica_rows, history_tli) = row  # fmt: skip
     receiver = None
     if receiver_row is not None:
         status, host, port, slot_name, tli, flushed = receiver_row
         receiver = WalReceiver(status, host, port, slot_name, tli, _lsn(flushed))
     replicas = tuple(
         StreamingReplica(name, addr, state, sync, _lsn(sent), _lsn(write), _lsn(flush), _lsn(rep))
-        for name, addr, state, sync, sent, write, flush, rep in cursor.execute(_REPLICATION_SQL)
+        for name, addr, state, sync, sent, write, flush, rep in replica_rows or ()
     )
     if in_recovery:
         # No SQL function gives a standby's replay timeline on PG 15: take the best of the
         # timeline it receives and what pg_control knows.
         # A replica that switched to a newer timeline keeps that timeline's history file in
         # pg_wal, and still knows its timeline after its walreceiver has disconnected.
-        history_tli = cursor.execute(_HISTORY_TLI_SQL).fetchone()
         known = [
             checkpoint_tli,
             min_recovery_tli,
             receiver.received_timeline if receiver else 0,
-            history_tli[0] if history_tli else 0,
+            history_tli,
         ]
         timeline = max(tli for tli in known if tli is not None)
     else:
@@ -149,7 +147,7 @@ def _read_server(connection: Connection) -> dict[str, Any]:
         "last_replay_age_seconds": replay_age,
         "synchronous_standby_names": sync_names,
         "flush_lsn": _lsn(flush_lsn),
-        "heartbeat_at": _read_heartbeat(connection),
+        "heartbeat_at": _read_heartbeat(connection, heartbeat_table),
     }
 
 

@@ -11,9 +11,9 @@ at once; the worker then closes the connection and ends. Connection set-up is bo
 A call connects afresh unless it asks to `reuse` the session's idle connection, which only
 work that leaves no session state behind should do (SET LOCAL inside a transaction is fine,
 a plain SET is not): the agent's per-cycle probe, heartbeat and slot upkeep. That saves a
-connection set-up and a backend fork per call, and such calls also run on a worker thread
-that waits for the next one instead of a new thread each time (a worker whose call overran
-its deadline is retired, never reused). One idle connection is kept per timeout
+connection set-up and a backend fork per call. Every call, reuse or not, runs on a worker
+thread that waits for the next one instead of a new thread each time (a worker whose call
+overran its deadline is retired, never reused). One idle connection is kept per timeout
 (its statement_timeout is set when it connects), only after a call that succeeded and left
 no transaction open, and it is dropped, before anything is sent on it, when its socket has
 something to read: the server closed it (a restart, a termination) or reported a change (a
@@ -95,7 +95,7 @@ class PgSession:
         self._idle: dict[int, Connection] = {}
         """Idle connections kept for `reuse` calls, by their statement_timeout (ms)."""
         self._worker: _Worker | None = None
-        """The thread that waits for the next `reuse` call."""
+        """The thread that waits for the next call."""
 
     def run(self, work: Work[T], *, timeout_seconds: float, what: str, reuse: bool = False) -> T:
         """Connect, call `work(connection)` in autocommit mode, close; return its result.
@@ -107,27 +107,22 @@ class PgSession:
         """
         attempt: _Attempt[T] = _Attempt()
         call = partial(self._work, attempt, work, timeout_seconds, reuse)
-        worker = self._take_worker() if reuse else None
-        if worker is not None:
-            worker.submit(call)
-        else:
-            threading.Thread(target=call, daemon=True, name=f"pgha-sql {what}").start()
+        worker = self._take_worker()
+        worker.submit(call)
         if not attempt.done.wait(timeout_seconds):
-            if worker is not None:
-                worker.retire()  # it may stay stuck until the abandoned socket breaks
+            worker.retire()  # it may stay stuck until the abandoned socket breaks
             self._abandon(attempt)
             raise PostgresUnreachable(
                 f"cannot {what}: Postgres ({self.where}) did not answer within "
                 f"{timeout_seconds:g} s; the connection was abandoned"
             )
-        if worker is not None:
-            self._keep_worker(worker)
+        self._keep_worker(worker)
         if attempt.error is not None:
             raise self._translate(attempt, what) from None
         return cast(T, attempt.result)  # set whenever error is None
 
     def close(self) -> None:
-        """Close the idle connections kept for `reuse` calls and end their worker."""
+        """Close the idle connections kept for `reuse` calls and end the idle worker."""
         with self._idle_lock:
             idle, self._idle = list(self._idle.values()), {}
             worker, self._worker = self._worker, None

@@ -259,8 +259,15 @@ class ClusterStore(Protocol):
         """
         ...
 
-    def renew_leader(self, claim: LeaderClaim, lease: Lease) -> bool:
-        """Keep the lease alive and confirm the key is still ours; False if either fails."""
+    def renew_leader(self, claim: LeaderClaim, lease: Lease, *, confirm: bool = True) -> bool:
+        """Keep the lease alive and confirm the key is still ours; False if either fails.
+
+        `confirm=False` skips the confirmation: only for a caller whose snapshot of this
+        same cycle already showed the key with the claim's value, term and lease. While
+        that lease lives nobody can acquire the key, and a keepalive counts only when etcd
+        answers that the lease lives (traps 1), so the confirmation would repeat the
+        snapshot's answer at the cost of one more etcd request per leader cycle.
+        """
         ...
 
     def release_leader(

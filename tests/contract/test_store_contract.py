@@ -138,6 +138,23 @@ def test_renew_and_release_fail_for_a_non_holder(harness: StoreHarness) -> None:
     assert store.put("sync", {"standbys": []}, as_leader=claim)
     assert store.release_leader(claim)
     assert store.read_cluster().leader is None
+
+
+def test_a_renewal_without_confirmation_is_the_keepalive_alone(harness: StoreHarness) -> None:
+    """For a holder whose snapshot just showed the key: it keeps the lease alive and fails
+    once the lease is gone, but no longer looks at the key itself."""
+    store = harness.make_store()
+    lease = store.grant_lease(10)
+    claim = store.acquire_leader("pg1", lease)
+    assert claim is not None
+    assert store.renew_leader(claim, lease, confirm=False)
+    assert store.release_leader(claim)
+    assert store.renew_leader(claim, lease, confirm=False)  # the lease itself still lives
+    assert not store.renew_leader(claim, lease)
+    other_lease = store.grant_lease(10)
+    assert not store.renew_leader(claim, other_lease, confirm=False)  # not the claim's lease
+    store.revoke_lease(lease)
+    assert not store.renew_leader(claim, lease, confirm=False)
     assert not store.release_leader(claim)
 
 

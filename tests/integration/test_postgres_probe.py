@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from pgha.adapters.commit_probe import FLUSHED_WRITE
 from pgha.adapters.postgres import PostgresControl, format_lsn, parse_lsn
-from pgha.adapters.postgres_probe import parse_control_data
+from pgha.adapters.postgres_heartbeat import write_heartbeat
+from pgha.adapters.postgres_probe import PostgresProbe, parse_control_data
 from pgha.adapters.postgres_session import Connection, local_session
 from pgha.errors import PostgresUnreachable
 from tests.fixtures.postgres import PgFactory, freeze, thaw, wait_until
@@ -176,3 +178,43 @@ def test_a_backend_frozen_mid_query_is_abandoned(pg_factory: PgFactory) -> None:
         session.run(freeze_then_query, timeout_seconds=2.0, what="query a freezing server")
     with pytest.raises(PostgresUnreachable):
         control.reload()
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_commit_probe_and_heartbeat_commit_locally_without_their_sync_standby(
+    pg_factory: PgFactory,
+) -> None:
+    """Each is one statement now, not a transaction with SET LOCAL: a missing synchronous
+    standby must still never hold up either (traps 6), and the first heartbeat creates its
+    table."""
+    node = pg_factory.primary("sync-less", synchronous_standby_names="nobody")
+    probe = PostgresProbe(node.settings, timeout_seconds=3.0)
+    session = local_session(node.settings)
+    try:
+        assert node.state().heartbeat_at is None
+        assert probe.check_commit() is None
+        first = write_heartbeat(session, timeout_seconds=3.0)  # creates the table
+        second = write_heartbeat(session, timeout_seconds=3.0)  # the one-statement write
+        assert second >= first
+        assert node.state().heartbeat_at == pytest.approx(second)
+        assert probe.check_commit() is None
+        # The probe's transaction is one whose commit waits for the flush (and so, without
+        # the local setting, for the missing standby): a hung disk cannot pass it.
+        with pytest.raises(PostgresUnreachable):
+            session.run(
+                lambda connection: connection.execute(f"SELECT {FLUSHED_WRITE}"),
+                timeout_seconds=1.0,
+                what="commit the probe's write with synchronous_commit on",
+            )
+        # The local setting lasted only for those transactions: an ordinary write waits.
+        with pytest.raises(PostgresUnreachable):
+            session.run(
+                lambda connection: connection.execute("UPDATE pgha.heartbeat SET at = now()"),
+                timeout_seconds=1.0,
+                what="commit with synchronous_commit on",
+                reuse=True,
+            )
+    finally:
+        probe.close()
+        session.close()
