@@ -45,8 +45,15 @@ def served_by(cluster: Cluster, port: int) -> tuple[AgentNode, bool] | None:
 
 
 def lands_on(cluster: Cluster, proxy: Haproxy, port: int, node: AgentNode, replica: bool) -> None:
+    """Wait until every new session through `port` lands on `node`: HAProxy starts with all
+    servers up and needs a check or two to take the others out, and it balances sessions
+    between whatever is still up, so one session on `node` proves nothing about the next."""
+
     def check() -> bool:
-        return served_by(cluster, port) == (node, replica)
+        # More sessions in a row than there are servers: round robin would show any other.
+        return all(
+            served_by(cluster, port) == (node, replica) for _ in range(len(cluster.nodes) + 1)
+        )
 
     kind = "read-only" if replica else "read-write"
     cluster.wait_until(check, what=f"HAProxy's {kind} port leads to {node.name}", timeout=60)
