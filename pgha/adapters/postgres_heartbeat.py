@@ -16,25 +16,19 @@ from psycopg import errors as pg_errors
 
 from pgha.adapters.postgres_session import Connection, PgSession
 
-_TABLE_EXISTS = "SELECT to_regclass('pgha.heartbeat') IS NOT NULL"
 _CREATE = (
     "CREATE SCHEMA IF NOT EXISTS pgha",
     "CREATE TABLE IF NOT EXISTS pgha.heartbeat ("
     "id int PRIMARY KEY CHECK (id = 1), at timestamptz NOT NULL)",
 )
 _WRITE = (
-    "INSERT INTO pgha.heartbeat (id, at) VALUES (1, now()) "
-    "ON CONFLICT (id) DO UPDATE SET at = excluded.at "
-    "RETURNING extract(epoch FROM at)::float8"
-)
-_WRITE_LOCALLY = (
     "INSERT INTO pgha.heartbeat (id, at) "
     "SELECT 1, now() FROM (SELECT set_config('synchronous_commit', 'local', true)) AS setting "
     "ON CONFLICT (id) DO UPDATE SET at = excluded.at "
     "RETURNING extract(epoch FROM at)::float8"
 )
-"""The usual write in one statement, one round trip instead of five: in autocommit it is its
-own transaction, and the local setting (SET LOCAL's equivalent) holds when it commits."""
+"""One statement, one round trip: in autocommit it is its own transaction, and the local
+setting (SET LOCAL's equivalent) holds when it commits."""
 _NO_TABLE = (pg_errors.UndefinedTable, pg_errors.InvalidSchemaName)
 
 
@@ -45,18 +39,15 @@ def write_heartbeat(session: PgSession, *, timeout_seconds: float) -> float:
 
     def write(connection: Connection) -> float:
         try:
-            row = connection.execute(_WRITE_LOCALLY).fetchone()
+            row = connection.execute(_WRITE).fetchone()
         except _NO_TABLE:
-            row = None  # the first write on this cluster: create the table, then write
-        if row is not None:
-            return float(row[0])
-        with connection.transaction():
-            connection.execute("SET LOCAL synchronous_commit = local")
-            exists = connection.execute(_TABLE_EXISTS).fetchone()
-            if exists is None or not exists[0]:
+            # The first write on this cluster: create the table and write, committed
+            # locally too (the DDL would otherwise wait for a sync standby).
+            with connection.transaction():
+                connection.execute("SET LOCAL synchronous_commit = local")
                 for statement in _CREATE:
                     connection.execute(statement)
-            row = connection.execute(_WRITE).fetchone()
+                row = connection.execute(_WRITE).fetchone()
         assert row is not None  # INSERT ... RETURNING always returns the row
         return float(row[0])
 

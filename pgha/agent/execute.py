@@ -158,11 +158,7 @@ class Executor:
         claim = runtime.claim
         leader = view.leader if view is not None else None
         # This cycle's snapshot already showed the key bound to the claim: only a keepalive.
-        shown = leader is not None and (leader.holder, leader.term, leader.lease_id) == (
-            claim.name,
-            claim.term,
-            claim.lease_id,
-        )
+        shown = leader is not None and leader.bound_to(claim.name, claim.term, claim.lease_id)
         if not self.store.renew_leader(claim, runtime.lease, confirm=not shown):
             raise ActionFailed("etcd says the key or the lease is no longer ours")
         runtime.renewed(sent_at, runtime.claim)

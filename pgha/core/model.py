@@ -159,6 +159,10 @@ class LeaderInfo:
         """Agents only ever write the key on a lease: one without was written by someone else."""
         return self.lease_id != 0
 
+    def bound_to(self, holder: str, term: int | None, lease_id: int | None) -> bool:
+        """The key names `holder` in `term` on `lease_id`: what holding it means (traps 1)."""
+        return (self.holder, self.term, self.lease_id) == (holder, term, lease_id)
+
 
 class InitState(Enum):
     ABSENT = "absent"
@@ -371,8 +375,7 @@ class Observation:
         return (
             leader is not None
             and node.claimed_term is not None
-            and (leader.holder, leader.term, leader.lease_id)
-            == (node.name, node.claimed_term, node.lease_id)
+            and leader.bound_to(node.name, node.claimed_term, node.lease_id)
         )
 
     @property
