@@ -9,11 +9,8 @@ that names the endpoint and the fix.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-
-from urllib3 import exceptions as http_errors
 
 from pgha.errors import StoreAuthError, StoreError
 
@@ -49,53 +46,6 @@ class TokenRejectedError(Exception):
 
 
 HTTP_OK = 200
-
-
-def classify_transport_error(
-    exc: http_errors.HTTPError,
-    connect: float,
-    read: float,
-    ca_cert: Path | None,
-    *,
-    client_cert: bool = True,
-) -> Exception:
-    """Split urllib3's exceptions (raised unwrapped: no retries) into 'never sent' and
-    'sent, no answer'."""
-    if isinstance(exc, http_errors.SSLError):
-        ca = f"the CA in {ca_cert}" if ca_cert is not None else "the system CAs"
-        # etcd with --client-cert-auth just drops a client that has none: an EOF, no reason.
-        pair = (
-            "that the client certificate and key are right"
-            if client_cert
-            else "whether etcd requires a client certificate (--client-cert-auth): if so, "
-            "set etcd.cert and etcd.key"
-        )
-        return NotAppliedError(
-            f"TLS handshake failed ({innermost(exc)}); check that {ca} signed etcd's "
-            f"certificate and {pair}"
-        )
-    # NewConnectionError is a subclass of ConnectTimeoutError: ask for it first.
-    if isinstance(exc, http_errors.NewConnectionError):
-        return NotAppliedError(f"cannot connect ({innermost(exc)})")
-    if isinstance(exc, http_errors.ConnectTimeoutError):
-        return NotAppliedError(f"no connection within {connect:.2g} s")
-    if isinstance(exc, http_errors.ReadTimeoutError):
-        return NoAnswerError(f"no answer within {read:.2g} s")
-    return NoAnswerError(f"the connection broke ({innermost(exc)})")
-
-
-def innermost(exc: BaseException) -> str:
-    """The most specific message in a chain of wrapped transport exceptions."""
-    current: Any = exc
-    for _ in range(5):
-        inner = getattr(current, "reason", None) or (current.args[0] if current.args else None)
-        if not isinstance(inner, BaseException):
-            break
-        current = inner
-    text = str(current)
-    # Drop urllib3's "HTTPConnection(host=..., port=...): " prefix: the caller names the endpoint.
-    prefix, sep, rest = text.partition("): ")
-    return rest if sep and prefix.startswith(("HTTP", "<")) else text
 
 
 def decode_answer(

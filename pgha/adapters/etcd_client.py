@@ -12,13 +12,12 @@ Every request of `EtcdStore` goes through `EtcdTransport.call`, which keeps thes
 - etcd's refusals become typed errors: bad credentials or missing permissions are
   `StoreAuthError`; an expired or invalidated token is renewed once, transparently.
 
-It posts raw gateway JSON over urllib3 itself, as Patroni does, rather than through
-etcd3gw: etcd3gw drops response headers (the revisions pgha needs), applies one mutable
-timeout to every request, and folds "never sent" and "sent, no answer" into one exception,
-which is the distinction that decides whether a write may be retried. Without etcd3gw and
-requests an idle agent is also about 5 MiB smaller and each call cheaper. Connections are
-kept alive between calls; a pooled connection that the server has closed is replaced
-before anything is sent on it.
+It posts raw gateway JSON itself, as Patroni does, rather than through etcd3gw: etcd3gw
+drops response headers (the revisions pgha needs), applies one mutable timeout to every
+request, and folds "never sent" and "sent, no answer" into one exception, which is the
+distinction that decides whether a write may be retried. The requests go over
+`etcd_http`'s kept-alive connections (a pooled connection that the server has closed is
+replaced before anything is sent on it); the watch's long stream goes over urllib3.
 
 It must not interpret keys or values: that is `EtcdStore`'s job.
 """
@@ -42,9 +41,9 @@ from pgha.adapters.etcd_answers import (
     NoAnswerError,
     NotAppliedError,
     TokenRejectedError,
-    classify_transport_error,
     decode_answer,
 )
+from pgha.adapters.etcd_http import EndpointConnections, tls_context
 from pgha.errors import StoreAuthError, StoreError, StoreOutcomeUnknown, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -114,16 +113,34 @@ class EtcdTransport:
         self._cert = cert
         self._key = key
         self.endpoints = [url.rstrip("/") for url in endpoints]
-        self._api_urls = [_api_url(url) for url in self.endpoints]
-        self._pool = self.new_pool()
-        self._endpoint_pools: dict[int, urllib3.HTTPConnectionPool] = {}
+        self._addresses = [_address(url) for url in self.endpoints]
+        self._api_urls = [_api_url(*address) for address in self._addresses]
+        self._connections = self._endpoint_connections()
         self._lock = threading.Lock()
         self._preferred = 0
         self._token: str | None = None
         """None: not authenticated yet; "": etcd said authentication is disabled."""
 
+    def _endpoint_connections(self) -> list[EndpointConnections]:
+        """Kept-alive connections per endpoint, with our TLS settings for https ones."""
+        secure = any(scheme == "https" for scheme, _, _ in self._addresses)
+        tls = tls_context(self._ca_cert, self._cert, self._key) if secure else None
+        found = []
+        for scheme, host, port in self._addresses:
+            found.append(
+                EndpointConnections(
+                    host,
+                    port,
+                    tls=tls if scheme == "https" else None,
+                    ca_cert=self._ca_cert,
+                    client_cert=self._cert is not None,
+                    keep=POOL_CONNECTIONS,
+                )
+            )
+        return found
+
     def new_pool(self) -> urllib3.PoolManager:
-        """Connections with our TLS settings; the watch uses a pool of its own.
+        """urllib3 connections with our TLS settings, for the watch's stream.
 
         With `ca_cert` that CA alone verifies etcd; without it, OpenSSL's default trust
         store (the system's, unless SSL_CERT_FILE or SSL_CERT_DIR say otherwise).
@@ -171,21 +188,8 @@ class EtcdTransport:
                 self._token = None
 
     def close(self) -> None:
-        with self._lock:
-            self._endpoint_pools.clear()
-        self._pool.clear()
-
-    def _endpoint_pool(self, index: int) -> urllib3.HTTPConnectionPool:
-        """The connection pool of endpoint `index`, looked up once rather than per request
-        (the manager parses the URL and builds a pool key each time: about a fifth of a
-        small call's CPU). The manager holds one pool per endpoint, so it never evicts one."""
-        with self._lock:
-            pool = self._endpoint_pools.get(index)
-        if pool is None:
-            pool = self._pool.connection_from_url(self._api_urls[index])
-            with self._lock:
-                self._endpoint_pools[index] = pool
-        return pool
+        for connections in self._connections:
+            connections.close()
 
     def _call_until(
         self, deadline: float, path: str, body: dict[str, Any], *, idempotent: bool, what: str
@@ -273,28 +277,18 @@ class EtcdTransport:
         # A read leaves time for the endpoints after this one; a write must wait for its
         # answer, since it cannot be sent anywhere else once it left.
         read = remaining / endpoints_left if idempotent else remaining
-        url = self.url(index, path)
-        try:
-            # What PoolManager.request would do, minus its per-request lookups; etcd never
-            # redirects, and a redirect is reported as the HTTP answer it is.
-            response = self._endpoint_pool(index).urlopen(
-                "POST",
-                API_PATH + path.lstrip("/"),
-                body=json.dumps(body).encode(),
-                headers={**headers, **JSON_HEADERS},
-                timeout=urllib3.Timeout(connect=connect, read=read),
-                redirect=False,
-                assert_same_host=False,
-            )
-        except urllib3.exceptions.HTTPError as exc:
-            raise classify_transport_error(
-                exc, connect, read, self._ca_cert, client_cert=self._cert is not None
-            ) from None
+        answer = self._connections[index].post(
+            API_PATH + path.lstrip("/"),
+            json.dumps(body).encode(),
+            {**headers, **JSON_HEADERS},
+            connect_timeout=connect,
+            read_timeout=read,
+        )
         return decode_answer(
-            response.status,
-            response.reason or "",
-            response.data,
-            url,
+            answer.status,
+            answer.reason,
+            answer.body,
+            self.url(index, path),
             expects_auth=self.username is not None,
         )
 
@@ -327,10 +321,15 @@ class EtcdTransport:
         return token
 
 
-def _api_url(endpoint: str) -> str:
-    """`http(s)://host:port/v3/` of an endpoint; the port defaults to etcd's 2379."""
+def _address(endpoint: str) -> tuple[str, str, int]:
+    """Scheme, host and port of an endpoint URL; the port defaults to etcd's 2379."""
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or parts.hostname is None:
         raise ValueError(f"etcd endpoint must be http(s)://host:port, got {endpoint!r}")
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"{parts.scheme}://{host}:{parts.port or DEFAULT_PORT}{API_PATH}"
+    return parts.scheme, parts.hostname, parts.port or DEFAULT_PORT
+
+
+def _api_url(scheme: str, host: str, port: int) -> str:
+    """`http(s)://host:port/v3/` of an endpoint."""
+    bracketed = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{bracketed}:{port}{API_PATH}"
