@@ -193,28 +193,42 @@ def read_postmaster_pid(data_dir: Path) -> PostmasterPid | None:
     )
 
 
-def _cwd_of(pid: int) -> Path | None:
+def _identity(path: Path | str) -> tuple[int, int] | None:
+    """The device and inode of a directory: the same for every path that leads to it."""
     try:
-        return Path(os.readlink(f"/proc/{pid}/cwd"))
+        found = os.stat(path)
     except OSError:
-        return None  # gone, a zombie, or not ours to look at
+        return None  # gone, a zombie's cwd, or not ours to look at
+    return found.st_dev, found.st_ino
+
+
+def _runs_in(pid: int, directory: tuple[int, int]) -> bool:
+    """Whether process `pid` has `directory` as its working directory. Compared by
+    identity, not by path: two stats instead of a readlink and a resolve of every path
+    component, and a data directory moved aside is not the one now at its old path."""
+    return _identity(f"/proc/{pid}/cwd") == directory
 
 
 def processes_in(data_dir: Path) -> list[int]:
     """Every live process whose working directory is `data_dir`: the postmaster and all of
     its children (they chdir into it), including orphans of a killed postmaster."""
-    target = data_dir.resolve()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and _cwd_of(int(entry.name)) == target:
-            found.append(int(entry.name))
-    return sorted(found)
+    target = _identity(data_dir)
+    if target is None:
+        return []
+    return sorted(pid for pid in _pids() if _runs_in(pid, target))
+
+
+def _pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 
 
 def live_postmaster(data_dir: Path) -> PostmasterPid | None:
     """postmaster.pid, but only if its PID is a live process running in `data_dir`."""
     recorded = read_postmaster_pid(data_dir)
-    if recorded is None or _cwd_of(recorded.pid) != data_dir.resolve():
+    if recorded is None:
+        return None
+    target = _identity(data_dir)
+    if target is None or not _runs_in(recorded.pid, target):
         return None
     return recorded
 

@@ -59,6 +59,12 @@ from pgha.core.model import (
 
 UNREADABLE_LEADER = "(unreadable leader key)"
 """The holder shown for a `leader` value no member can have: it matches no node name."""
+MEMBERS_REMEMBERED = 256
+
+_last_members: dict[str, tuple[Value, MemberInfo, str | None]] = {}
+"""The last parse of each member's record, reused while the record is equal: every cycle
+reads every record, and between cycles most have not changed. Keyed on the name, checked
+on the whole record (dict equality, not the revision, which a restored etcd can reuse)."""
 
 
 @dataclass(frozen=True)
@@ -125,16 +131,31 @@ def _leader(key: LeaderKey | None, problems: list[str]) -> LeaderInfo | None:
 
 
 def _parse_member_value(name: str, value: Value, problems: list[str]) -> MemberInfo:
+    last = _last_members.get(name)
+    if last is not None and last[0] == value:
+        member, problem = last[1], last[2]
+    else:
+        member, problem = _parse_member_anew(name, value)
+        if len(_last_members) > MEMBERS_REMEMBERED:
+            _last_members.clear()
+        _last_members[name] = (value, member, problem)
+    if problem is not None:
+        problems.append(problem)
+    return member
+
+
+def _parse_member_anew(name: str, value: Value) -> tuple[MemberInfo, str | None]:
+    """The member's view of a record, and the problem to report, if any."""
     try:
         if isinstance(value, Record) and value.lease_id == NO_LEASE:
             # Agents publish on their lease: this record will never expire, so a claim in it
             # (an impossible position, say) could block every election for good.
             raise BadRecord("bound to no lease, so no agent wrote it")
-        return parse_member(name, data_of(value))
+        return parse_member(name, data_of(value)), None
     except BadRecord as exc:
-        problems.append(f"member record ignored: {exc}")
         # A live member we cannot read may be ahead of us: it counts as not yet fresh.
-        return MemberInfo(name=name, host="", port=0, running=True)
+        unread = MemberInfo(name=name, host="", port=0, running=True)
+        return unread, f"member record ignored: {exc}"
 
 
 def parse_member(name: str, data: Any) -> MemberInfo:

@@ -252,3 +252,22 @@ def test_a_request_reads_back_with_who_asked_and_why() -> None:
 def test_parse_lsn_refuses_what_postgres_never_prints(text: str) -> None:
     with pytest.raises(ValueError, match="expected an LSN"):
         parse_lsn(text)
+
+
+def test_a_member_record_is_read_again_when_it_changes_and_its_problem_said_every_time() -> None:
+    good = {"host": "10.0.0.1", "port": 5432, "position": "0/3000060"}
+    moved = {**good, "position": "0/4000000"}
+    bad = {**good, "port": "5432"}
+    seen = []
+    for record in (good, good, moved, bad, bad, good):
+        parsed = parse_cluster(snapshot(members__pg1=record), BASE)
+        seen.append((parsed.view.members["pg1"].position, "members/pg1" in parsed.unreadable))
+    good_lsn, moved_lsn = parse_lsn("0/3000060"), parse_lsn("0/4000000")
+    assert seen == [
+        (good_lsn, False),
+        (good_lsn, False),
+        (moved_lsn, False),
+        (None, True),
+        (None, True),  # the same bad record, reported again, not only the first time
+        (good_lsn, False),
+    ]
