@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from pgha.adapters.commit_probe import check_local_commit
+from pgha.adapters.commit_probe import CommitCheck, check_local_commit
 from pgha.adapters.pg_process import PgTools, live_postmaster
 from pgha.adapters.postgres_files import PostgresPaths
 from pgha.adapters.postgres_session import Connection, local_session
@@ -236,9 +236,10 @@ class PostgresProbe:
         """Close the connection kept for the next probe."""
         self._session.close()
 
-    def check_commit(self) -> str | None:
-        """Commit one local test transaction on a fresh connection: None if it committed in
-        time, else what went wrong (see commit_probe). Only meaningful on a primary."""
+    def check_commit(self) -> CommitCheck:
+        """Stamp the heartbeat row in one local transaction on a fresh connection: the
+        stamp if it committed in time, else what went wrong (see commit_probe). Only
+        meaningful on a primary."""
         return check_local_commit(self._session, timeout_seconds=self.timeout_seconds)
 
     def read_control_data(self) -> ControlData:

@@ -5,12 +5,17 @@ and its backends: a cancel request goes through the postmaster, and a stopped ba
 reads it (traps 22). So each call runs on its own worker thread and the caller waits at
 most `timeout_seconds`. When the deadline passes, the caller gets `PostgresUnreachable`
 and the socket is shut down under the worker's feet, which makes its blocked read return
-at once; the worker then closes the connection and ends. Connection set-up is bounded by
-`connect_timeout`, which psycopg enforces on the client side as well.
+at once; the worker then closes the connection and ends. Connection set-up is bounded on
+the client side as well, as psycopg.connect bounds it (`connect_timeout`).
+
+A fresh connection starts from a conninfo string built once per timeout: psycopg.connect
+parses its keywords and rebuilds that string on every call, which costs about as much CPU
+as the connection itself (see `connect_without_lookup`).
 
 A call connects afresh unless it asks to `reuse` the session's idle connection, which only
 work that leaves no session state behind should do (SET LOCAL inside a transaction is fine,
-a plain SET is not): the agent's per-cycle probe, heartbeat and slot upkeep. That saves a
+a plain SET is not): the agent's per-cycle probe and slot upkeep, and the heartbeat the
+cycle writes itself (the commit probe connects afresh on purpose). That saves a
 connection set-up and a backend fork per call. Every call, reuse or not, runs on a worker
 thread that waits for the next one instead of a new thread each time (a worker whose call
 overran its deadline is retired, never reused). One idle connection is kept per timeout
@@ -26,6 +31,7 @@ user, so exhausted application connection slots are not mistaken for a dead serv
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import math
 import os
 import queue
@@ -40,6 +46,8 @@ from typing import Any, Generic, TypeVar, cast
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import generators, waiting
+from psycopg.conninfo import make_conninfo
 from psycopg.pq import TransactionStatus
 
 from pgha.adapters.postgres_state import Upstream
@@ -50,6 +58,9 @@ T = TypeVar("T")
 Connection = psycopg.Connection[tuple[Any, ...]]
 Work = Callable[[Connection], T]
 APPLICATION_NAME = "pgha"
+_WAIT_INTERVAL_SECONDS = 0.1
+"""How often a connection attempt wakes up while the server has not answered yet, as in
+psycopg.connect (a zero interval would spin until the server answers)."""
 
 
 class _Worker:
@@ -89,8 +100,11 @@ class PgSession:
         """`server_timeout` False leaves statement_timeout as the server and the role set
         it (to read it, say); the deadline of each call still holds on our side."""
         self.where = where
-        self._conninfo = conninfo
+        self._conninfo = _with_address(conninfo)
+        self._looks_up_host = not _needs_no_lookup(conninfo.get("host"))
         self._server_timeout = server_timeout
+        self._conninfo_strings: dict[tuple[int, int], str] = {}
+        """The conninfo string of each (statement_timeout ms, connect_timeout s)."""
         self._idle_lock = threading.Lock()
         self._idle: dict[int, Connection] = {}
         """Idle connections kept for `reuse` calls, by their statement_timeout (ms)."""
@@ -154,13 +168,7 @@ class PgSession:
         try:
             connection = self._take_idle(statement_ms) if reuse else None
             if connection is None:
-                connection = psycopg.connect(
-                    autocommit=True,
-                    # libpq counts whole seconds and treats less than 2 as 2.
-                    connect_timeout=max(2, math.ceil(timeout_seconds)),
-                    options=f"-c statement_timeout={statement_ms}" if self._server_timeout else "",
-                    **self._conninfo,
-                )
+                connection = self._connect(statement_ms, timeout_seconds)
         except BaseException as exc:  # handed to the caller's thread, never lost
             attempt.error = exc
             attempt.done.set()
@@ -185,6 +193,30 @@ class PgSession:
                 if not (kept and self._keep_idle(statement_ms, connection)):
                     connection.close()
             attempt.done.set()
+
+    def _connect(self, statement_ms: int, timeout_seconds: float) -> Connection:
+        """A new connection in autocommit mode, as psycopg.connect would open it."""
+        # libpq counts whole seconds and treats less than 2 as 2.
+        connect_seconds = max(2, math.ceil(timeout_seconds))
+        conninfo = self._conninfo_string(statement_ms, connect_seconds)
+        if self._looks_up_host:
+            # psycopg looks a host name up itself, outside libpq (whose own lookup would
+            # hold the GIL, and so every thread of the agent, while DNS does not answer),
+            # and tries each address it gets.
+            return psycopg.connect(conninfo, autocommit=True)
+        return connect_without_lookup(conninfo, timeout_seconds=connect_seconds)
+
+    def _conninfo_string(self, statement_ms: int, connect_seconds: int) -> str:
+        key = (statement_ms, connect_seconds)
+        conninfo = self._conninfo_strings.get(key)
+        if conninfo is None:
+            # An empty `options` still keeps PGOPTIONS from the environment out.
+            options = f"-c statement_timeout={statement_ms}" if self._server_timeout else ""
+            conninfo = make_conninfo(
+                "", connect_timeout=connect_seconds, options=options, **self._conninfo
+            )
+            self._conninfo_strings[key] = conninfo
+        return conninfo
 
     def _take_idle(self, statement_ms: int) -> Connection | None:
         with self._idle_lock:
@@ -233,6 +265,54 @@ class PgSession:
         if isinstance(error, PostgresError):
             return error
         return PostgresError(f"cannot {what} ({self.where}): {error!r}")
+
+
+def connect_without_lookup(conninfo: str, *, timeout_seconds: float) -> Connection:
+    """psycopg.connect(conninfo, autocommit=True) to one host that needs no name lookup
+    (a socket directory, an IP address), without the parsing of `conninfo` into keywords
+    and back that psycopg.connect does on every call.
+
+    The same non-blocking libpq calls (never PGconn.connect, whose blocking libpq call
+    would hold the GIL, and so every thread of the agent, for the whole connect timeout),
+    the same client-side timeout and the same errors: OperationalError with the server's
+    message when the attempt fails, ConnectionTimeout when the timeout passes first.
+    """
+    attempt = generators.connect(conninfo)
+    try:
+        pgconn = waiting.wait_conn(
+            attempt, interval=_WAIT_INTERVAL_SECONDS, timeout=timeout_seconds
+        )
+    except pg_errors._WaitTimeout:  # wait_conn's own, for its caller to make public
+        raise pg_errors.ConnectionTimeout("connection timeout expired") from None
+    finally:
+        attempt.close()  # a connection still being set up is closed now, not when collected
+    connection: Connection = psycopg.Connection(pgconn)
+    connection.autocommit = True
+    return connection
+
+
+def _needs_no_lookup(host: object) -> bool:
+    """A unix socket directory or an IP address: nothing for DNS to resolve."""
+    if not isinstance(host, str) or not host:
+        return False
+    return host.startswith("/") or _is_ip_address(host)
+
+
+def _is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _with_address(conninfo: dict[str, Any]) -> dict[str, Any]:
+    """An IP address given as `host` is also the `hostaddr`, as psycopg.connect passes it,
+    so that libpq does not look it up either."""
+    host = conninfo.get("host")
+    if isinstance(host, str) and _is_ip_address(host) and "hostaddr" not in conninfo:
+        return {**conninfo, "hostaddr": host}
+    return conninfo
 
 
 def _quiet(connection: Connection) -> bool:

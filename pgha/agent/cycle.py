@@ -92,7 +92,12 @@ class Cycle:
         self.settings = settings
         self.hooks = hooks
         self.heartbeat = heartbeat
-        """Writes the heartbeat row on the local primary and returns its stamp."""
+        """Writes the heartbeat row on the local primary and returns its stamp: the
+        fallback for a cycle whose commit probe did not write it (_write_heartbeat)."""
+        self.probed_heartbeat_at: float | None = None
+        """The heartbeat stamp this cycle's commit probe committed, if it ran and committed."""
+        self.heartbeat_refused = False
+        """This cycle's commit probe found the heartbeat refused: no second try this cycle."""
         self.role: str | None = None
         """The role the last cycle left Postgres in, for on_role_change."""
         self.store = store
@@ -101,6 +106,8 @@ class Cycle:
         self.runtime = runtime
         self.clock = clock
         self.policy = policy_from_settings(settings)
+        self.tags = self.policy.tags
+        """This node's own tags (settings, not etcd), kept across policy changes."""
         self.publisher = Publisher(store, settings.node)
         executor.rebuild.announce = self._announce
         self.slots = SlotKeeper(executor.control, runtime, store)
@@ -156,7 +163,7 @@ class Cycle:
         except StoreError as exc:
             return None, str(exc)
         parsed = parse_cluster(snapshot, self.policy, self.paused)
-        self.policy = replace(parsed.policy, tags=policy_from_settings(self.settings).tags)
+        self.policy = replace(parsed.policy, tags=self.tags)
         self.paused = parsed.view.paused
         self.problem_log.update(parsed.unreadable)
         return parsed.view, None
@@ -169,7 +176,8 @@ class Cycle:
         local = local_view(state, members, runtime.last_in_recovery)
         if local.run_state is PgRunState.RUNNING:
             runtime.last_in_recovery = local.in_recovery
-        local = observe_primary_health(runtime, local, state, self.probe.check_commit, now)
+        self.probed_heartbeat_at, self.heartbeat_refused = None, False
+        local = observe_primary_health(runtime, local, state, self._check_commit, now)
         if view is not None:
             self._note_leader(view, now)
         if runtime.claim is not None and not local.running:
@@ -178,6 +186,20 @@ class Cycle:
         else:
             runtime.primary_down_since = None
         return Observation(now, runtime.memory(), local, view, error, wall_now=time.time())
+
+    def _check_commit(self) -> str | None:
+        """The commit probe, for observe_primary_health: its transaction stamps the
+        heartbeat row, and that stamp is the one this cycle publishes."""
+        check = self.probe.check_commit()
+        self.probed_heartbeat_at = check.heartbeat_at
+        self.heartbeat_refused = check.heartbeat_problem is not None
+        if check.heartbeat_problem is not None:
+            log.warning(
+                "Postgres refused the heartbeat row (%s); it committed a test transaction "
+                "without it, so this costs only the heartbeat: check pgha.heartbeat",
+                check.heartbeat_problem,
+            )
+        return check.failure
 
     def _note_leader(self, view: ClusterView, now: float) -> None:
         runtime = self.runtime
@@ -253,13 +275,21 @@ class Cycle:
     # --- heartbeat, publish and log -------------------------------------------------------
 
     def _write_heartbeat(self, state: PostgresState) -> float | None:
-        """As leader of a read-write primary, after the plan (so never before a renewal):
-        stamp the heartbeat row. A failure is logged and costs only this cycle's stamp."""
+        """As leader of a read-write primary after the plan: the heartbeat stamp to publish.
+        This cycle's commit probe wrote it, if it ran and committed; otherwise (the cycle
+        that promoted this node) stamp the row now, after the plan, so never before a
+        renewal. Not when the probe found the heartbeat refused or the primary unable to
+        commit: that would only cost another timeout before the next renewal. A failure is
+        logged and costs only this cycle's stamp."""
         runtime = self.runtime
-        deadline = runtime.fencing_deadline
-        if self.heartbeat is None or runtime.claim is None or not state.is_primary:
+        if runtime.claim is None or not state.is_primary:
             return None
-        if deadline is None or self.clock() >= deadline:
+        if self.probed_heartbeat_at is not None:
+            return self.probed_heartbeat_at
+        if self.heartbeat_refused or runtime.primary_unhealthy_since is not None:
+            return None
+        deadline = runtime.fencing_deadline
+        if self.heartbeat is None or deadline is None or self.clock() >= deadline:
             return None  # a leader past its deadline is being fenced: no writes of ours
         try:
             return self.heartbeat()

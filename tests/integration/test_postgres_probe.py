@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
-from pgha.adapters.commit_probe import FLUSHED_WRITE
 from pgha.adapters.postgres import PostgresControl, format_lsn, parse_lsn
-from pgha.adapters.postgres_heartbeat import write_heartbeat
+from pgha.adapters.postgres_heartbeat import stamp_heartbeat, write_heartbeat
 from pgha.adapters.postgres_probe import PostgresProbe, parse_control_data
-from pgha.adapters.postgres_session import Connection, local_session
+from pgha.adapters.postgres_session import Connection, local_session, user_conninfo
 from pgha.errors import PostgresUnreachable
-from tests.fixtures.postgres import PgFactory, freeze, thaw, wait_until
+from tests.fixtures.postgres import PgFactory, PgNode, freeze, thaw, wait_until
 
 
 @pytest.mark.parametrize(
@@ -182,31 +182,105 @@ def test_a_backend_frozen_mid_query_is_abandoned(pg_factory: PgFactory) -> None:
 
 @pytest.mark.integration
 @pytest.mark.timeout(60)
+def test_the_commit_probe_stamps_the_heartbeat_and_returns_the_stamp(pg_factory: PgFactory) -> None:
+    """The commit probe's one statement is the heartbeat write, on a fresh connection: on a
+    fresh cluster it creates the table, and the stamp it returns is the row's."""
+    node = pg_factory.primary("stamping")
+    probe = PostgresProbe(node.settings, timeout_seconds=3.0)
+    try:
+        assert node.state().heartbeat_at is None  # no table yet
+        first = probe.check_commit()
+        assert first.failure is None
+        assert first.heartbeat_at is not None
+        assert node.state().heartbeat_at == pytest.approx(first.heartbeat_at)
+        second = probe.check_commit()  # the one-statement write, the table being there
+        assert second.failure is None
+        assert second.heartbeat_at is not None
+        assert second.heartbeat_at > first.heartbeat_at
+        assert node.state().heartbeat_at == pytest.approx(second.heartbeat_at)
+    finally:
+        probe.close()
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_a_refused_heartbeat_costs_the_stamp_never_the_commit(pg_factory: PgFactory) -> None:
+    """Someone's open transaction holds the heartbeat row, then the table loses the key its
+    upsert needs: the probe reports the heartbeat's problem, and a commit that it proved
+    without the heartbeat, never a failure that could lead to a failover."""
+    node = pg_factory.primary("refused")
+    probe = PostgresProbe(node.settings, timeout_seconds=3.0)
+    try:
+        assert probe.check_commit().heartbeat_at is not None  # creates the table
+        conninfo = user_conninfo(node.settings.superuser, str(node.settings.socket_dir), node.port)
+        with psycopg.connect(**conninfo) as holder:
+            holder.execute("UPDATE pgha.heartbeat SET at = now()")  # and stays open
+            locked = probe.check_commit()
+            assert locked.failure is None
+            assert locked.heartbeat_at is None
+            assert locked.heartbeat_problem is not None
+            assert "55P03" in locked.heartbeat_problem  # lock_not_available
+            holder.rollback()
+
+        node.sql("ALTER TABLE pgha.heartbeat DROP CONSTRAINT heartbeat_pkey")
+        altered = probe.check_commit()
+        assert altered.failure is None
+        assert altered.heartbeat_problem is not None
+        assert "ON CONFLICT" in altered.heartbeat_problem
+    finally:
+        probe.close()
+
+
+def wait_for_standby(connection: Connection) -> None:
+    """The commit probe's statement, then its local setting undone before the commit."""
+    with connection.transaction():
+        stamp_heartbeat(connection)
+        connection.execute("SET LOCAL synchronous_commit = on")
+
+
+def terminate_the_waits_for_a_standby(node: PgNode) -> int:
+    """Terminate the backends waiting for the standby (nothing else ends that wait, not
+    even statement_timeout), so that none keeps the heartbeat row locked; how many."""
+    rows = node.sql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
+    )
+    return len(rows)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
 def test_commit_probe_and_heartbeat_commit_locally_without_their_sync_standby(
     pg_factory: PgFactory,
 ) -> None:
-    """Each is one statement now, not a transaction with SET LOCAL: a missing synchronous
-    standby must still never hold up either (traps 6), and the first heartbeat creates its
-    table."""
+    """Each is one statement, not a transaction with SET LOCAL: a missing synchronous
+    standby must still never hold up the probe nor the cycle's own heartbeat write
+    (traps 6), and whichever writes first creates the table."""
     node = pg_factory.primary("sync-less", synchronous_standby_names="nobody")
     probe = PostgresProbe(node.settings, timeout_seconds=3.0)
     session = local_session(node.settings)
     try:
         assert node.state().heartbeat_at is None
-        assert probe.check_commit() is None
         first = write_heartbeat(session, timeout_seconds=3.0)  # creates the table
         second = write_heartbeat(session, timeout_seconds=3.0)  # the one-statement write
         assert second >= first
         assert node.state().heartbeat_at == pytest.approx(second)
-        assert probe.check_commit() is None
+        checked = probe.check_commit()
+        assert checked.failure is None
+        assert checked.heartbeat_at is not None
+        assert checked.heartbeat_at >= second
         # The probe's transaction is one whose commit waits for the flush (and so, without
         # the local setting, for the missing standby): a hung disk cannot pass it.
         with pytest.raises(PostgresUnreachable):
             session.run(
-                lambda connection: connection.execute(f"SELECT {FLUSHED_WRITE}"),
+                wait_for_standby,
                 timeout_seconds=1.0,
                 what="commit the probe's write with synchronous_commit on",
             )
+        assert terminate_the_waits_for_a_standby(node) == 1
+        wait_until(
+            lambda: terminate_the_waits_for_a_standby(node) == 0,
+            what="no backend waits for the standby",
+        )
         # The local setting lasted only for those transactions: an ordinary write waits.
         with pytest.raises(PostgresUnreachable):
             session.run(
