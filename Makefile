@@ -3,6 +3,10 @@ PYTHON ?= /usr/bin/python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_FLAGS ?=
+# Two workers, one test file each at a time: most of the suite waits on live clusters (a
+# lease to expire, a replica to catch up), so two run side by side on two cores.
+PYTEST_WORKERS ?= 2
+PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: demo test test-fast lint setup ansible-setup clean
 
@@ -37,11 +41,11 @@ lint: setup
 
 # The whole suite: lint, types, the pure core, the store contract, real etcd and Postgres.
 test: lint ansible-setup
-	$(BIN)/pytest $(PYTEST_FLAGS)
+	$(BIN)/pytest $(PARALLEL) $(PYTEST_FLAGS)
 
 # The inner loop: pure and in-memory tests only, no servers.
 test-fast: setup
-	$(BIN)/pytest -m "not integration" $(PYTEST_FLAGS)
+	$(BIN)/pytest -m "not integration" $(PARALLEL) $(PYTEST_FLAGS)
 
 clean:
 	rm -rf $(VENV) $(ANSIBLE_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -24,8 +24,8 @@ from tests.fixtures.etcd import (
     EtcdCluster,
     EtcdServer,
     SecureEtcd,
-    free_port,
 )
+from tests.fixtures.ports import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.fixtures.postgres import free_port
+from tests.fixtures.ports import free_port
 from tests.unit.test_cli_config import run
 
 NOBODY = f"http://127.0.0.1:{free_port()}"

@@ -11,7 +11,7 @@ from pgha.api.node_report import NodeReport
 from pgha.api.server import ApiServer
 from pgha.settings_api import ApiAuthSettings, ApiTlsSettings
 from tests.fixtures.etcd import TlsFiles, _openssl_leaf, make_tls_files
-from tests.fixtures.postgres import free_port
+from tests.fixtures.ports import free_port
 from tests.unit.api.reports import report
 
 Serve = Callable[..., int]

@@ -24,7 +24,7 @@ from pgha.api.server import ApiServer
 from pgha.settings_api import ApiAuthSettings
 from pgha.settings_base import Secret
 from tests.fixtures.etcd import TlsFiles
-from tests.fixtures.postgres import free_port
+from tests.fixtures.ports import free_port
 from tests.unit.api.conftest import Serve
 from tests.unit.api.reports import report
 from tests.unit.api.wire import client_context, exchange, get, server_tls, status_of

@@ -12,7 +12,8 @@ import pytest
 from pgha.api import server as api_server
 from pgha.api.node_report import NodeReport
 from pgha.api.server import ApiServer, ApiUnavailable
-from tests.fixtures.postgres import free_port, wait_until
+from tests.fixtures.ports import free_port
+from tests.fixtures.postgres import wait_until
 from tests.unit.api.reports import TERM, report
 from tests.unit.api.wire import exchange, get, status_of
 

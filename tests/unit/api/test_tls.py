@@ -18,7 +18,7 @@ from pgha.settings_api import ApiAuthSettings, ApiTlsSettings
 from pgha.settings_base import Secret
 from pgha.settings_load import validated
 from tests.fixtures.etcd import TlsFiles, _openssl
-from tests.fixtures.postgres import free_port
+from tests.fixtures.ports import free_port
 from tests.unit.api.conftest import Serve
 from tests.unit.api.reports import report
 from tests.unit.api.wire import (
