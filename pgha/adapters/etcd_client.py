@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -123,8 +124,7 @@ class EtcdTransport:
 
     def _endpoint_connections(self) -> list[EndpointConnections]:
         """Kept-alive connections per endpoint, with our TLS settings for https ones."""
-        secure = any(scheme == "https" for scheme, _, _ in self._addresses)
-        tls = tls_context(self._ca_cert, self._cert, self._key) if secure else None
+        tls = self._tls_context()
         found = []
         for scheme, host, port in self._addresses:
             found.append(
@@ -139,21 +139,25 @@ class EtcdTransport:
             )
         return found
 
-    def new_pool(self) -> urllib3.PoolManager:
-        """urllib3 connections with our TLS settings, for the watch's stream.
+    def _tls_context(self) -> ssl.SSLContext | None:
+        """A new context with our TLS settings; None when no endpoint uses https."""
+        if not any(scheme == "https" for scheme, _, _ in self._addresses):
+            return None
+        return tls_context(self._ca_cert, self._cert, self._key)
 
-        With `ca_cert` that CA alone verifies etcd; without it, OpenSSL's default trust
-        store (the system's, unless SSL_CERT_FILE or SSL_CERT_DIR say otherwise).
+    def new_pool(self) -> urllib3.PoolManager:
+        """urllib3 connections for the watch's stream, with the TLS context of every other
+        request (`tls_context`: given that context, urllib3 adds no CA of its own).
         REQUESTS_CA_BUNDLE and the proxy variables play no part: urllib3 reads neither.
         """
-        tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED"}
-        if self._ca_cert is not None:
-            tls["ca_certs"] = str(self._ca_cert)
-        if self._cert is not None and self._key is not None:
-            tls["cert_file"], tls["key_file"] = str(self._cert), str(self._key)
+        tls = self._tls_context()
         # retries=False: nothing is sent twice behind our back, and errors come unwrapped.
         return urllib3.PoolManager(
-            num_pools=len(self.endpoints), maxsize=POOL_CONNECTIONS, retries=False, **tls
+            num_pools=len(self.endpoints),
+            maxsize=POOL_CONNECTIONS,
+            retries=False,
+            cert_reqs="CERT_REQUIRED",
+            ssl_context=tls,
         )
 
     def url(self, index: int, path: str) -> str:

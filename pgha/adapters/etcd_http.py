@@ -115,12 +115,17 @@ class _Connection:
             raise TimeoutError("the deadline passed")
         self.sock.settimeout(remaining)
 
-    def _receive(self) -> bytes:
+    def _read(self) -> bytes:
+        """One read within the deadline; empty when the server closed the connection."""
         self._arm()
         data = self.sock.recv(RECEIVE_BYTES)
-        if not data:
+        if data:
+            self.heard_back = True
+        return data
+
+    def _receive(self) -> bytes:
+        if not (data := self._read()):
             raise ConnectionResetError("the server closed the connection")
-        self.heard_back = True
         return data
 
     def _line(self) -> bytes:
@@ -140,12 +145,7 @@ class _Connection:
         return data
 
     def _until_eof(self) -> bytes:
-        while True:
-            self._arm()
-            data = self.sock.recv(RECEIVE_BYTES)
-            if not data:
-                break
-            self.heard_back = True
+        while data := self._read():
             self._buffer += data
             if len(self._buffer) > MAX_BODY_BYTES:
                 raise ValueError("the answer is too large")
