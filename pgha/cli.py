@@ -11,17 +11,22 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import yaml
+from typer._click.exceptions import UsageError  # typer 0.29 keeps its own click; pinned
+from typer.core import TyperGroup
 
 from pgha import __version__
 from pgha.agent.slots import slot_name_problem
 from pgha.api.auth import exposure_warnings
 from pgha.cli_cluster import register_cluster_commands
 from pgha.cli_requests import register_request_commands
+from pgha.cli_target import EXIT_BAD_TARGET
 from pgha.demo import Demo
 from pgha.entry import run_agent, setup_logging
 from pgha.errors import ConfigError, PghaError
@@ -29,7 +34,33 @@ from pgha.settings import Settings, unreadable_files
 from pgha.settings_load import load_settings, masked
 from pgha.tls_files import ca_warnings, certificate_problems
 
+
+@contextmanager
+def _usage_errors_exit_bad_options() -> Iterator[None]:
+    try:
+        yield
+    except UsageError as exc:
+        exc.exit_code = EXIT_BAD_TARGET  # on this error, not on the class
+        raise
+
+
+class PghaGroup(TyperGroup):
+    """typer's group, but a usage error (unknown option, bad value, missing argument) in any
+    command exits EXIT_BAD_TARGET (3), like bad options pgha itself finds, never click's 2,
+    which pgha's commands use for "etcd unreachable". typer still prints it; the whole
+    command line is parsed and run within these two methods."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _usage_errors_exit_bad_options():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _usage_errors_exit_bad_options():
+            return super().invoke(ctx)
+
+
 app = typer.Typer(
+    cls=PghaGroup,
     name="pgha",
     help="PostgreSQL high availability: one agent per host, agreeing through etcd.",
     no_args_is_help=True,

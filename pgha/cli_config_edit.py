@@ -24,8 +24,8 @@ import yaml
 
 from pgha.adapters.editor import EditorFailed, open_in_editor
 from pgha.adapters.store import CONFIG
-from pgha.cli_ops import EXIT_ETCD_UNREACHABLE, EXIT_REFUSED, Echo, read_config
-from pgha.cli_target import ClusterTarget
+from pgha.cli_ops import EXIT_REFUSED, Echo, read_config
+from pgha.cli_target import EXIT_ETCD_UNREACHABLE, ClusterTarget
 from pgha.dynamic_config import KEYS, diff, parse_assignment, validate
 from pgha.errors import PghaError
 

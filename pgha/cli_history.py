@@ -12,7 +12,7 @@ from typing import Any
 
 from pgha.adapters.store import HISTORY, Record, Unparsable
 from pgha.cli_status import read_snapshot
-from pgha.cli_target import ClusterTarget
+from pgha.cli_target import EXIT_ETCD_UNREACHABLE, ClusterTarget
 from pgha.history_summary import (
     FAILOVER,
     SWITCHOVER,
@@ -28,7 +28,6 @@ from pgha.history_summary import (
     summary_document,
 )
 
-EXIT_ETCD_UNREACHABLE = 2
 Echo = Callable[..., Any]
 
 

@@ -15,14 +15,13 @@ from typing import Any
 from pgha.adapters.store import CONFIG, FAILOVER, ClusterSnapshot, Unparsable
 from pgha.agent.cluster_view import parse_cluster
 from pgha.cli_status import read_snapshot
-from pgha.cli_target import ClusterTarget
+from pgha.cli_target import EXIT_ETCD_UNREACHABLE, ClusterTarget
 from pgha.core.election import lag_seconds
 from pgha.core.model import ClusterView, Policy
 from pgha.dynamic_config import diff, parse_assignment, validate
 from pgha.errors import PghaError
 
 EXIT_REFUSED = 1
-EXIT_ETCD_UNREACHABLE = 2
 Echo = Callable[..., Any]
 
 

@@ -21,9 +21,10 @@ from typing import Annotated, Any
 import typer
 
 from pgha.adapters.store import REQUESTS, Record
-from pgha.cli_ops import EXIT_ETCD_UNREACHABLE, EXIT_REFUSED, Echo
+from pgha.cli_ops import EXIT_REFUSED, Echo
 from pgha.cli_status import read_snapshot
 from pgha.cli_target import (
+    EXIT_ETCD_UNREACHABLE,
     ClusterOption,
     ClusterTarget,
     EtcdOption,

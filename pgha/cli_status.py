@@ -14,13 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 from pgha.adapters.store import ClusterSnapshot
-from pgha.cli_target import ClusterTarget
+from pgha.cli_target import EXIT_ETCD_UNREACHABLE, ClusterTarget
 from pgha.dsn import multi_host_dsn
 from pgha.errors import PghaError
 from pgha.status import cluster_document, render_status
 
 EXIT_NO_LEADER = 1
-EXIT_ETCD_UNREACHABLE = 2
 Echo = Callable[..., Any]
 
 

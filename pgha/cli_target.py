@@ -23,6 +23,8 @@ from pgha.settings_load import load_settings
 
 DEFAULT_CONFIG = Path("/etc/pgha/pgha.yml")
 DEFAULT_ETCD_TIMEOUT_SECONDS = 2.0
+EXIT_ETCD_UNREACHABLE = 2
+"""Exit code of every command that could not reach etcd."""
 EXIT_BAD_TARGET = 3
 """Exit code when the command cannot even start: bad options or configuration."""
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")

@@ -78,7 +78,7 @@ def test_a_missing_rewind_user_is_warned_about_and_a_given_one_is_not(tmp_path: 
 
 def test_an_unknown_option_is_a_usage_error(tmp_path: Path) -> None:
     result = run("config", "check", "--bogus")
-    assert result.returncode == 2
+    assert result.returncode == 3
     assert "--bogus" in result.stderr
 
 

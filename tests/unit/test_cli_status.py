@@ -40,6 +40,22 @@ def test_bad_options_exit_3_with_the_reason(tmp_path: Path) -> None:
     assert "cannot read the file" in result.stderr
 
 
+def test_usage_errors_of_every_command_exit_3_never_2_which_means_etcd_unreachable() -> None:
+    usage_errors = {
+        ("status", "--bogus"): "No such option: --bogus",
+        ("status", "--watch", "often"): "Invalid value for '--watch'",
+        ("switchover", "--bogus"): "No such option: --bogus",
+        ("config", "set"): "Missing argument",
+        ("agent", "--bogus"): "No such option: --bogus",
+        ("nosuch",): "No such command 'nosuch'",
+    }
+    for command, shown in usage_errors.items():
+        result = run(*command)
+        assert result.returncode == 3, (command, result.returncode, result.stderr)
+        assert shown in result.stderr, (command, result.stderr)
+    assert run("version").returncode == 0
+
+
 def test_watch_refreshes_until_ctrl_c() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PGHA_")}
     watcher = subprocess.Popen(

@@ -84,5 +84,5 @@ def test_odd_forms_get_the_full_command_line_answers(tmp_path: Path) -> None:
     assert helped.returncode == 0
     assert "--config" in helped.stdout
     refused = run_pgha("agent", "--config", str(tmp_path))
-    assert refused.returncode == 2
+    assert refused.returncode == 3
     assert "Invalid value for '--config'" in refused.stderr
