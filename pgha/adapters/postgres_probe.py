@@ -61,7 +61,7 @@ SELECT current_setting('server_version_num')::int,
           FROM pg_stat_replication),
        CASE WHEN pg_is_in_recovery() THEN
             (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int)
-               FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{8}[.]history$')
+               FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$')
        END
 """
 """One round trip for everything: each statement more costs an idle agent CPU every cycle.
@@ -106,7 +106,7 @@ def _read_server(connection: Connection) -> dict[str, Any]:
     assert row is not None  # a SELECT without FROM always returns one row
     (version, sysid, in_recovery, checkpoint_tli, min_recovery_tli, wal_lsn, wal_tli,
      receive_lsn, replay_lsn, conninfo, slot, pending, replay_age, sync_names,
-     flush_lsn, heartbeat_table, receiver_row, replica_rows, history_tli) = row  # fmt: skip
+     flush_lsn, heartbeat_table, receiver_row, replica_rows, segment_tli) = row  # fmt: skip
     receiver = None
     if receiver_row is not None:
         status, host, port, slot_name, tli, flushed = receiver_row
@@ -117,14 +117,17 @@ def _read_server(connection: Connection) -> dict[str, Any]:
     )
     if in_recovery:
         # No SQL function gives a standby's replay timeline on PG 15: take the best of the
-        # timeline it receives and what pg_control knows.
-        # A replica that switched to a newer timeline keeps that timeline's history file in
-        # pg_wal, and still knows its timeline after its walreceiver has disconnected.
+        # timeline it receives, what pg_control knows, and the newest timeline of a WAL
+        # segment in pg_wal. A replica that switched to a newer timeline has that timeline's
+        # segments, so it still knows it after its walreceiver disconnected. Not the newest
+        # *.history file: a replica past the fork fetches the new timeline's history too,
+        # but Postgres refuses to switch it (it logs "forked off ... before current recovery
+        # point"); it stays on, and must report, its old timeline, so that it is rewound.
         known = [
             checkpoint_tli,
             min_recovery_tli,
             receiver.received_timeline if receiver else 0,
-            history_tli,
+            segment_tli,
         ]
         timeline = max(tli for tli in known if tli is not None)
     else:

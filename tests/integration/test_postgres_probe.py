@@ -292,3 +292,60 @@ def test_commit_probe_and_heartbeat_commit_locally_without_their_sync_standby(
     finally:
         probe.close()
         session.close()
+
+
+def _wal_files(node: PgNode, pattern: str) -> list[str]:
+    rows = node.sql("SELECT name FROM pg_ls_waldir() WHERE name ~ %s ORDER BY name", (pattern,))
+    return [name for (name,) in rows]
+
+
+def _caught_up(replica: PgNode, primary: PgNode) -> bool:
+    return replica.state().replay_lsn == primary.state().wal_lsn
+
+
+@pytest.mark.integration
+def test_a_replica_past_the_fork_reports_its_old_timeline_one_that_switched_its_new(
+    pg_factory: PgFactory,
+) -> None:
+    """The timeline of a replica is the one it replays. `ahead` replayed WAL of timeline 1
+    that the new primary never had: Postgres refuses to switch it to timeline 2 (it logs
+    "forked off ... before current recovery point") although its walreceiver fetched
+    00000002.history. It must say 1, so that pgha sees it past the fork and rewinds it; `level`
+    stopped where the new primary's timeline began, switched, and still says 2 once its
+    walreceiver is gone."""
+    old = pg_factory.primary("old")
+    new = pg_factory.replica("new", old)
+    level = pg_factory.replica("level", old)
+    ahead = pg_factory.replica("ahead", old)
+    old.sql("CREATE TABLE t (v int)")
+    wait_until(
+        lambda: all(_caught_up(node, old) for node in (new, level, ahead)),
+        what="every replica caught up",
+    )
+    new.control.stop()
+    level.control.stop()
+    old.sql("INSERT INTO t SELECT generate_series(1, 1000)")
+    wait_until(lambda: _caught_up(ahead, old), what="ahead replayed the rows")
+    old.control.stop(mode="immediate")
+
+    new.control.start_replica(None)
+    new.control.promote()
+    assert new.state().timeline == 2
+    level.control.start_replica(new.upstream())
+    ahead.control.follow(new.upstream())
+    wait_until(lambda: _wal_files(level, "^00000002[0-9A-F]{16}$"), what="level streams TL 2")
+    wait_until(
+        lambda: _wal_files(ahead, "^00000002[.]history$"),
+        what="ahead's walreceiver fetched the history of timeline 2",
+    )
+    wait_until(
+        lambda: "forked off current database system timeline 1" in ahead.control.log_tail(),
+        what="Postgres refuses to switch ahead to timeline 2",
+    )
+    assert ahead.state().timeline == 1
+    assert level.state().timeline == 2
+
+    new.control.stop(mode="immediate")
+    wait_until(lambda: level.state().wal_receiver is None, what="level's walreceiver is gone")
+    assert level.state().timeline == 2
+    assert ahead.state().timeline == 1

@@ -1,7 +1,8 @@
 """pg_rewind against real agents: an old primary whose WAL ran past the fork point is
 refused by the rewind preflight while its rewind user cannot work (it says why, and its
 state is `diverged`), rewinds once that is fixed, and the WAL it discarded is in
-`pgha history`."""
+`pgha history`; a replica that received WAL the node promoted in its place never had is
+rewound too."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from pgha.adapters.postgres_state import parse_lsn
 from tests.fixtures.agent_node import AgentNode
 from tests.fixtures.cluster import Cluster
-from tests.fixtures.ops import pgha
+from tests.fixtures.ops import lead_with, pgha
 from tests.fixtures.replication import replica_cut_off
 
 pytestmark = pytest.mark.integration
@@ -125,3 +126,45 @@ def test_a_leader_creates_a_missing_rewind_user_when_its_agent_starts(
         "SELECT has_function_privilege('rewinder', 'pg_read_binary_file(text)', 'EXECUTE')",
     )
     cluster.check(may_read, "the recreated rewind user lacks pg_rewind's functions")
+
+
+@pytest.mark.timeout(300)
+def test_a_replica_ahead_of_the_one_promoted_is_rewound_and_follows_it(
+    agent_cluster: AgentCluster,
+) -> None:
+    """`ahead` (nofailover) replays rows that `behind`, cut off, never receives; the primary
+    dies and `behind` is promoted. `ahead` is past the fork of the new timeline: Postgres
+    will not switch it (its walreceiver fetches the new timeline's history all the same), so
+    it must report its old timeline, be rewound, and stream from `behind`."""
+    cluster = agent_cluster(3, node_settings={"n3": {"tags": {"nofailover": True}}})
+    old, behind, ahead = cluster.nodes
+    lead_with(cluster, old)
+    cluster.wait_healthy(timeout=60)
+    cluster.sql(old, "CREATE TABLE t (v int)")
+    cluster.wait_until(
+        lambda: all(
+            cluster.try_sql(node, "SELECT to_regclass('t') IS NOT NULL") == [(True,)]
+            for node in (behind, ahead)
+        ),
+        what="both replicas replayed the table",
+    )
+    with replica_cut_off(cluster, old, behind):
+        cluster.sql(old, "INSERT INTO t SELECT generate_series(1, 100)")
+        cluster.wait_until(
+            lambda: cluster.try_sql(ahead, "SELECT count(*) FROM t") == [(100,)],
+            what=f"{ahead.name} replayed the rows {behind.name} never received",
+        )
+        old.kill_host()
+
+    cluster.wait_until(
+        lambda: cluster.is_primary(behind),
+        what=f"{behind.name} is promoted ({ahead.name} is tagged nofailover)",
+        timeout=90,
+    )
+    cluster.wait_healthy([behind, ahead], timeout=120)
+    log = ahead.log_path.read_text(errors="replace")
+    cluster.check("code=rewind_to_follow" in log, f"{ahead.name} was not rewound")
+    cluster.check(
+        cluster.sql(ahead, "SELECT count(*) FROM t") == [(0,)],
+        f"{ahead.name} still has the rows past the fork",
+    )

@@ -12,7 +12,7 @@ import pytest
 
 from tests.fixtures.agent_node import AgentNode
 from tests.fixtures.cluster import TIMERS, Cluster
-from tests.fixtures.ops import pgha
+from tests.fixtures.ops import lead_with
 
 pytestmark = pytest.mark.integration
 
@@ -26,22 +26,6 @@ def api_status(node: AgentNode, path: str) -> int:
         return connection.getresponse().status
     finally:
         connection.close()
-
-
-def lead_with(cluster: Cluster, wanted: AgentNode) -> None:
-    """Make `wanted` the leader with a switchover, unless it already is."""
-    if cluster.wait_healthy(timeout=120) is wanted:
-        return
-    # Right after bootstrap a replica's published position may trail the leader's by more
-    # than the lag limit until it publishes again: the CLI refuses until then.
-    cluster.wait_until(
-        lambda: (
-            pgha(cluster, "switchover", "--candidate", wanted.name, "--yes").returncode == 0 or None
-        ),
-        what=f"a switchover to {wanted.name} is accepted and done",
-        timeout=120,
-    )
-    cluster.wait_until(lambda: cluster.healthy() is wanted, what=f"{wanted.name} leads", timeout=90)
 
 
 def member_record(cluster: Cluster, name: str) -> dict[str, Any]:
