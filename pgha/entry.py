@@ -60,7 +60,7 @@ def run_agent(config: Path) -> int:
         return 1
     setup_logging()
     try:
-        Agent(settings).run()
+        Agent(settings, config).run()
     except ApiUnavailable as exc:
         print(exc, file=sys.stderr)
         return 1

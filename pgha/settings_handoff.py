@@ -33,7 +33,7 @@ def load_settings_apart(config: Path) -> Settings:
     with os.fdopen(read_end, "rb") as pipe:
         answer = pipe.read()
     _, status = os.waitpid(child, 0)
-    return _settings_from(answer, os.waitstatus_to_exitcode(status), config)
+    return settings_from_answer(answer, os.waitstatus_to_exitcode(status), config)
 
 
 def _load_and_send(config: Path, pipe_fd: int) -> NoReturn:
@@ -58,7 +58,8 @@ def _load_and_send(config: Path, pipe_fd: int) -> NoReturn:
         os._exit(code)
 
 
-def _settings_from(answer: bytes, exit_code: int, config: Path) -> Settings:
+def settings_from_answer(answer: bytes, exit_code: int, config: Path) -> Settings:
+    """The settings a loader child sent, or its problems raised as ConfigError."""
     if not answer:
         raise ConfigError(
             [
@@ -70,3 +71,7 @@ def _settings_from(answer: bytes, exit_code: int, config: Path) -> Settings:
     if "problems" in message:
         raise ConfigError(message["problems"])
     return from_plain(Settings, message["settings"])
+
+
+if __name__ == "__main__":  # the loader `pgha.adapters.settings_reload` runs afresh
+    _load_and_send(Path(sys.argv[1]), sys.stdout.fileno())

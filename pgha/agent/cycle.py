@@ -122,6 +122,12 @@ class Cycle:
         self.paused = False
         """The last readable pause flag, kept while `config` holds garbage."""
 
+    def use_settings(self, settings: Settings) -> None:
+        """Settings read again on SIGHUP (only their tags differ): the next cycle decides
+        and publishes with them."""
+        self.settings = settings
+        self.tags = Tags(**asdict(settings.tags))
+
     def run(self) -> Decision:
         started = self.clock()
         self.running_since = started

@@ -14,6 +14,7 @@ import os
 import signal
 import threading
 from datetime import datetime, timedelta
+from pathlib import Path
 from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -32,6 +33,7 @@ from pgha.agent.execute import Executor
 from pgha.agent.fencing_deadline import boottime
 from pgha.agent.guard import fence
 from pgha.agent.liveness import Liveness
+from pgha.agent.reload import reloaded_settings
 from pgha.agent.runtime import Runtime
 from pgha.agent.sd_notify import Notifier
 from pgha.agent.wakeups import Wakeups
@@ -74,8 +76,11 @@ RECHECK_SOON = frozenset(
 
 
 class Agent:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, config_path: Path | None = None) -> None:
         self.settings = settings
+        self.config_path = config_path
+        """The file the settings came from, read again on SIGHUP (none: no reload)."""
+        self.reloading = threading.Lock()
         settings.run_dir.mkdir(parents=True, exist_ok=True)
         self.store = EtcdStore.from_settings(settings)
         self.control = PostgresControl(settings.postgres, node=settings.node)
@@ -108,7 +113,7 @@ class Agent:
         )
         self.api = ApiServer(
             settings.api.listen,
-            lambda: read_report(settings, self.runtime, self.cycle),
+            lambda: read_report(self.settings, self.runtime, self.cycle),
             tls=settings.api.tls,
             auth=settings.api.auth,
         )
@@ -132,6 +137,8 @@ class Agent:
         self._ensure_guard()
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        if self.config_path is not None:
+            signal.signal(signal.SIGHUP, self._on_reload_signal)
         self.scheduler.add_job(
             self._tick,
             IntervalTrigger(seconds=self.loop_wait),
@@ -264,6 +271,20 @@ class Agent:
         log.info("received %s: stopping", signal.Signals(signum).name)
         self.stopping.set()
         self.wakeups.wake()
+
+    def _on_reload_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Loading takes a new interpreter (a second or so); the main thread must not wait.
+        threading.Thread(target=self._reload, name="reload", daemon=True).start()
+
+    def _reload(self) -> None:
+        assert self.config_path is not None
+        with self.reloading:  # two SIGHUPs in a row: one reload after the other
+            log.info("received SIGHUP: reading %s again", self.config_path)
+            settings = reloaded_settings(self.settings, self.config_path)
+            if settings is not self.settings:
+                self.settings = settings
+                self.cycle.use_settings(settings)
+                self.wake()
 
     def shutdown(self) -> None:
         """Stop cleanly: Postgres first, then the key, then our member record and the guard."""

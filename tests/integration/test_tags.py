@@ -1,14 +1,18 @@
 """Tags against real agents: failover_priority decides between replicas at the same position,
-a nofailover replica is never promoted, and noloadbalance takes a replica out of /replica."""
+a nofailover replica is never promoted, and noloadbalance takes a replica out of /replica;
+changed tags apply on SIGHUP, without restarting the agent or Postgres."""
 
 from __future__ import annotations
 
 import http.client
+import os
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.fixtures.agent_node import AgentNode
 from tests.fixtures.cluster import TIMERS, Cluster
@@ -79,3 +83,63 @@ def test_priority_and_nofailover_decide_failovers_and_noloadbalance_leaves_the_p
     while time.monotonic() < deadline:
         cluster.check(not cluster.is_primary(n1), "the nofailover member became a primary")
         time.sleep(0.5)
+
+
+def rewrite_config(node: AgentNode, **changes: Any) -> None:
+    config = yaml.safe_load(node.config_path.read_text())
+    node.config_path.write_text(yaml.safe_dump({**config, **changes}, sort_keys=False))
+
+
+@pytest.mark.timeout(300)
+def test_changed_tags_apply_on_sighup_without_a_restart(agent_cluster: AgentCluster) -> None:
+    cluster = agent_cluster(2)
+    primary = cluster.wait_healthy()
+    (replica,) = [node for node in cluster.nodes if node is not primary]
+    postmasters = {node.name: node.postmaster_pid() for node in cluster.nodes}
+    cluster.wait_until(
+        lambda: api_status(replica, "/replica") == 200 or None,
+        what=f"{replica.name} answers 200 on /replica",
+    )
+
+    # A replica: nofailover and noloadbalance now; loop_wait must wait for a restart.
+    rewrite_config(replica, tags={"nofailover": True, "noloadbalance": True}, loop_wait=2)
+    os.kill(replica.agent_pid, signal.SIGHUP)
+    cluster.wait_until(
+        lambda: member_record(cluster, replica.name).get("tags", {}).get("nofailover") is True,
+        what=f"{replica.name} publishes nofailover",
+    )
+    cluster.wait_until(
+        lambda: api_status(replica, "/replica") == 503 or None,
+        what=f"{replica.name} leaves the /replica pool",
+    )
+    log = replica.log()
+    cluster.check("reload: tags nofailover=False" in log, "no log line for the new tags")
+    cluster.check(
+        "changed loop_wait; that takes effect when the agent restarts" in log,
+        "the change to loop_wait was not reported as waiting for a restart",
+    )
+
+    # The leader: a new failover_priority, and it stays leader (no restart, no handoff).
+    rewrite_config(primary, tags={"failover_priority": 5})
+    os.kill(primary.agent_pid, signal.SIGHUP)
+    cluster.wait_until(
+        lambda: member_record(cluster, primary.name).get("tags", {}).get("failover_priority") == 5,
+        what=f"{primary.name} publishes failover_priority 5",
+    )
+    cluster.check(cluster.leader() == primary.name, f"{primary.name} no longer leads")
+    after = {node.name: node.postmaster_pid() for node in cluster.nodes}
+    cluster.check(after == postmasters, f"Postgres restarted: {postmasters} -> {after}")
+    cluster.check(all(node.agent_alive() for node in cluster.nodes), "an agent exited on SIGHUP")
+
+    # The replica's new nofailover decides the next failover: nobody takes over.
+    primary.kill_host()
+    cluster.wait_until(
+        lambda: (
+            "nofailover"
+            in member_record(cluster, replica.name).get("decision", {}).get("reason", "")
+        ),
+        what=f"{replica.name} says it is tagged nofailover",
+        timeout=60,
+    )
+    cluster.check(cluster.leader() is None, "someone took the key")
+    cluster.check(not cluster.is_primary(replica), f"{replica.name} was promoted")
