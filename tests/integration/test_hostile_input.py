@@ -25,15 +25,12 @@ Behaviour only; the write outage is printed, never asserted.
 
 from __future__ import annotations
 
-import base64
-import http.client
 import json
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
@@ -44,6 +41,7 @@ from pgha.agent.cluster_view import parse_cluster
 from pgha.core.model import Policy
 from tests.fixtures.agent_node import AgentNode
 from tests.fixtures.cluster import TIMERS, Cluster
+from tests.fixtures.raw_etcd import RawKeys
 from tests.fixtures.traffic import Traffic, assert_no_split_brain, assert_nothing_lost, traffic
 
 pytestmark = pytest.mark.integration
@@ -129,77 +127,6 @@ def rejected(key: str, value: bytes) -> bool:
     well-formed value: `{}` in `config`, a `failover` the leader then clears)."""
     entry = RawEntry(key, value.decode("utf-8", errors="replace"), 1, 1, NO_LEASE)
     return key in parse_cluster(parse_snapshot(2, [entry]), POLICY).unreadable
-
-
-# --- raw etcd access --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Kv:
-    value: bytes
-    mod_revision: int
-    lease: int
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-class RawKeys:
-    """The cluster's keys through etcd's JSON gateway, bytes in and out, no pgha code."""
-
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
-
-    def _key(self, key: str) -> str:
-        return _b64((self.cluster.prefix + key).encode())
-
-    def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        cluster = self.cluster
-
-        def call() -> dict[str, Any]:
-            connection = http.client.HTTPConnection(cluster.etcd_host, cluster.etcd.client_port, 5)
-            try:
-                connection.request("POST", path, json.dumps(body))
-                answer: dict[str, Any] = json.loads(connection.getresponse().read())
-                return answer
-            finally:
-                connection.close()
-
-        return cluster.in_client(call)
-
-    def get(self, key: str) -> Kv | None:
-        kvs = self._call("/v3/kv/range", {"key": self._key(key)}).get("kvs") or []
-        if not kvs:
-            return None
-        kv = kvs[0]
-        value = base64.b64decode(kv.get("value", ""))
-        return Kv(value, int(kv.get("mod_revision", 0)), int(kv.get("lease", 0)))
-
-    def put(self, key: str, value: bytes) -> int:
-        """Write `value` bound to no lease; the revision of the write."""
-        answer = self._call("/v3/kv/put", {"key": self._key(key), "value": _b64(value)})
-        assert "error" not in answer, answer
-        return int(answer["header"]["revision"])
-
-    def restore(self, key: str, original: Kv | None, written_at: int) -> bool:
-        """Put back what the key held (on its lease), or delete it, but only if it still holds
-        what the test wrote at `written_at`. False if an agent had repaired it already."""
-        compare = [
-            {"key": self._key(key), "target": "MOD", "result": "EQUAL", "mod_revision": written_at}
-        ]
-        delete = {"request_delete_range": {"key": self._key(key)}}
-        success: dict[str, Any] = delete
-        if original is not None:
-            put = {"key": self._key(key), "value": _b64(original.value)}
-            if original.lease != NO_LEASE:
-                put["lease"] = str(original.lease)
-            success = {"request_put": put}
-        answer = self._call("/v3/kv/txn", {"compare": compare, "success": [success]})
-        if "error" in answer and success is not delete:  # that lease ended meanwhile
-            answer = self._call("/v3/kv/txn", {"compare": compare, "success": [delete]})
-        assert "error" not in answer, answer
-        return bool(answer.get("succeeded"))
 
 
 # --- agent logs -------------------------------------------------------------------------------
