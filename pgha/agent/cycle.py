@@ -40,6 +40,11 @@ from pgha.settings import Settings
 log = logging.getLogger("pgha.agent")
 
 
+def own_tags(settings: Settings) -> Tags:
+    """This node's tags, as the core reads them."""
+    return Tags(**asdict(settings.tags))
+
+
 def policy_from_settings(settings: Settings) -> Policy:
     """The policy before etcd's dynamic config is read (and its seed at bootstrap)."""
     return Policy(
@@ -51,7 +56,7 @@ def policy_from_settings(settings: Settings) -> Policy:
         primary_unhealthy_timeout_seconds=settings.primary_unhealthy_timeout,
         maximum_lag_on_failover_bytes=settings.maximum_lag_on_failover,
         maximum_lag_seconds_on_failover=settings.maximum_lag_seconds_on_failover,
-        tags=Tags(**asdict(settings.tags)),
+        tags=own_tags(settings),
     )
 
 
@@ -126,7 +131,7 @@ class Cycle:
         """Settings read again on SIGHUP (only their tags differ): the next cycle decides
         and publishes with them."""
         self.settings = settings
-        self.tags = Tags(**asdict(settings.tags))
+        self.tags = own_tags(settings)
 
     def run(self) -> Decision:
         started = self.clock()
